@@ -1,0 +1,1 @@
+"""aiohttp routes and middlewares: thin handlers that parse, call a service, answer JSON."""

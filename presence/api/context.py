@@ -1,0 +1,52 @@
+"""What the handlers reach through the app: one typed key, no globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from presence.accounts import Accounts
+from presence.auth.authenticator import Authenticator
+from presence.clock import Clock
+from presence.config import Settings
+from presence.conversations import Conversations
+from presence.counters import ClusterCounters
+from presence.domain import Principal
+from presence.keys import Keys
+from presence.metrics import Metrics
+from presence.registry import WorkerRegistry
+from presence.service import PresenceService
+from presence.store.base import Store
+from presence.throttle import ActivityTracker
+
+
+@dataclass(frozen=True)
+class Components:
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    redis: Redis
+    store: Store
+    keys: Keys
+    authenticator: Authenticator
+    accounts: Accounts
+    conversations: Conversations
+    presence: PresenceService
+    tracker: ActivityTracker
+    counters: ClusterCounters
+    registry: WorkerRegistry
+
+
+COMPONENTS = web.AppKey("components", Components)
+PRINCIPAL = "presence.principal"
+
+
+def components(request: web.Request) -> Components:
+    return request.app[COMPONENTS]
+
+
+def cached_principal(request: web.Request) -> Principal | None:
+    found = request.get(PRINCIPAL)
+    return found if isinstance(found, Principal) else None

@@ -1,0 +1,76 @@
+"""One error shape for every failure: ``{"success": false, "error": {code, message}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from presence.domain import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
+from presence.store.base import StoreError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+]
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"success": False, "error": {"code": code, "message": message}}, status=status
+    )
+
+
+def _status_of(exc: DomainError) -> int:
+    for kind, status in _DOMAIN_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return error_response(_status_of(exc), exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else "request body is too large"
+        return error_response(exc.status, code, message)
+    except StoreError:
+        log.warning("database unavailable", extra={"path": request.path})
+        return error_response(503, "database_unavailable", "the database is unavailable")
+    except RedisError:
+        log.warning("redis unavailable", extra={"path": request.path})
+        return error_response(503, "redis_unavailable", "redis is unavailable")
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return error_response(500, "internal_error", "internal error")

@@ -1,0 +1,73 @@
+"""Liveness, readiness (naming the dependency that is down) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from presence.api.context import components
+from presence.store.base import StoreError
+
+log = logging.getLogger(__name__)
+
+# Readiness must answer quickly even when a dependency hangs; a load balancer polls it.
+CHECK_TIMEOUT_S = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    c = components(request)
+    return web.json_response(
+        {"success": True, "data": {"status": "ok", "worker": c.settings.worker_id}}
+    )
+
+
+async def readyz(request: web.Request) -> web.Response:
+    c = components(request)
+
+    async def redis_ok() -> bool:
+        try:
+            return bool(await asyncio.wait_for(c.redis.ping(), CHECK_TIMEOUT_S))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def mongo_ok() -> bool:
+        try:
+            await asyncio.wait_for(c.store.ping(), CHECK_TIMEOUT_S)
+        except (StoreError, OSError, TimeoutError):
+            return False
+        return True
+
+    redis_up, mongo_up = await asyncio.gather(redis_ok(), mongo_ok())
+    checks = {"redis": "ok" if redis_up else "down", "mongodb": "ok" if mongo_up else "down"}
+    if redis_up and mongo_up:
+        return web.json_response({"success": True, "data": checks})
+    down = [name for name, state in checks.items() if state == "down"]
+    error = {"code": "dependency_down", "message": f"{' and '.join(down)} down"}
+    return web.json_response({"success": False, "error": error, "data": checks}, status=503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    c = components(request)
+    # Cluster-wide gauges are read at scrape time; a Redis outage leaves their last value.
+    try:
+        counts = await c.presence.online_counts()
+        c.metrics.online_subjects.labels(kind="user").set(counts.users)
+        c.metrics.online_subjects.labels(kind="anon").set(counts.anonymous)
+        c.metrics.workers_alive.set(await c.registry.live_workers())
+        snapshot = await c.counters.read(int(c.clock.now() * 1000))
+        c.metrics.cluster_windows.set(snapshot.cache_size)
+    except RedisError:
+        c.metrics.redis_errors.labels(operation="scrape").inc()
+    c.metrics.throttle_cache_size.set(c.tracker.cache_size)
+    body = generate_latest(c.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,77 @@
+"""The caller's own profile and status, and presence of people the caller shares a
+conversation with."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from presence.api import parsing
+from presence.api.context import components
+from presence.api.identity import caller, registered_user
+from presence.api.views import participant_json, user_json
+from presence.domain import InvalidInput, ManualStatus, NotFound
+
+MAX_PRESENCE_IDS = 200
+
+
+async def me(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    c = components(request)
+    profile: dict[str, object]
+    if principal.subject.is_anonymous:
+        participant = await c.store.get_participant(principal.subject.id)
+        if participant is None:
+            raise NotFound("participant not found")
+        profile = participant_json(participant)
+    else:
+        user = await c.store.get_user(principal.subject.id)
+        if user is None:
+            raise NotFound("user not found")
+        profile = user_json(user)
+    record = await c.presence.record(principal.subject)
+    return web.json_response(
+        {
+            "success": True,
+            "data": {**profile, "presence": None if record is None else record.to_json()},
+        }
+    )
+
+
+async def set_status(request: web.Request) -> web.Response:
+    principal = await caller(request)
+    body = await parsing.json_object(request)
+    raw = body.get("status")
+    try:
+        status = ManualStatus(raw) if isinstance(raw, str) else None
+    except ValueError:
+        status = None
+    if status is None:
+        raise InvalidInput("status must be one of online, away, dnd, invisible")
+    record = await components(request).presence.set_manual_status(principal.subject, status)
+    if record is None:
+        raise NotFound("subject not found")
+    return web.json_response(
+        {"success": True, "data": {**record.to_json(), "manualStatus": status.value}}
+    )
+
+
+async def presence_of(request: web.Request) -> web.Response:
+    principal = await registered_user(request)
+    raw = request.query.get("ids", "")
+    ids = [i for i in (part.strip() for part in raw.split(",")) if i]
+    if not ids:
+        raise InvalidInput("ids must list at least one id")
+    if len(ids) > MAX_PRESENCE_IDS:
+        raise InvalidInput(f"ids may list at most {MAX_PRESENCE_IDS} ids")
+    c = components(request)
+    # Only people the caller shares a conversation with: presence is not a public directory.
+    visible = {s.id: s for s in await c.conversations.shared_with(principal)}
+    subjects = [visible[i] for i in dict.fromkeys(ids) if i in visible]
+    records = await c.presence.records(subjects)
+    return web.json_response({"success": True, "data": {"users": [r.to_json() for r in records]}})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/users/me", me)
+    app.router.add_put("/api/users/me/status", set_status)
+    app.router.add_get("/api/users/presence", presence_of)

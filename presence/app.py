@@ -1,0 +1,165 @@
+"""``create_app``: the single place where things are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from presence.accounts import Accounts
+from presence.api import accounts, conversations, health, maintenance, openapi, users
+from presence.api.context import COMPONENTS, Components
+from presence.api.errors import error_middleware
+from presence.api.observe import timing_middleware
+from presence.auth.authenticator import Authenticator
+from presence.auth.passwords import Passwords
+from presence.auth.tokens import JwtCodec
+from presence.clock import Clock, SystemClock
+from presence.config import Settings
+from presence.connections import redis_from_url
+from presence.conversations import Conversations
+from presence.counters import ClusterCounters
+from presence.keys import Keys
+from presence.metrics import Metrics
+from presence.registry import WorkerRegistry
+from presence.service import PresenceService
+from presence.store.base import Store, StoreError
+from presence.store.memory import MemoryStore
+from presence.store.mongo import MongoStore
+from presence.throttle import ActivityTracker
+
+log = logging.getLogger(__name__)
+
+# Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
+MAX_BODY_BYTES = 64 * 1024
+# How often start-up retries index creation while MongoDB is not answering yet.
+INDEX_RETRY_S = 2.0
+
+
+def _embedded_redis() -> Redis:
+    import fakeredis  # embedded mode only: never on the production path
+
+    client: Redis = fakeredis.FakeAsyncRedis()
+    return client
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    redis: Redis | None = None,
+    passwords: Passwords | None = None,
+) -> web.Application:
+    clock = clock or SystemClock()
+    metrics = Metrics(settings.worker_id)
+    keys = Keys(settings.redis_prefix)
+    if redis is None:
+        redis = (
+            _embedded_redis() if settings.redis_url is None else redis_from_url(settings.redis_url)
+        )
+    if store is None:
+        if settings.mongo_url is None:
+            store = MemoryStore()
+        else:
+            store = MongoStore.from_url(settings.mongo_url, settings.mongo_db)
+    # Embedded mode without a configured secret: tokens live as long as the process anyway.
+    secret = settings.jwt_secret or secrets.token_urlsafe(48)
+    codec = JwtCodec(secret, settings.jwt_ttl_s, clock)
+    counters = ClusterCounters(redis, keys, metrics)
+    tracker = ActivityTracker(
+        redis=redis,
+        store=store,
+        keys=keys,
+        clock=clock,
+        settings=settings,
+        metrics=metrics,
+        counters=counters,
+    )
+    components = Components(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        redis=redis,
+        store=store,
+        keys=keys,
+        authenticator=Authenticator(store, codec, clock),
+        accounts=Accounts(store, passwords or Passwords(), codec, clock),
+        conversations=Conversations(store, clock),
+        presence=PresenceService(
+            redis=redis,
+            store=store,
+            keys=keys,
+            clock=clock,
+            settings=settings,
+            metrics=metrics,
+            tracker=tracker,
+        ),
+        tracker=tracker,
+        counters=counters,
+        registry=WorkerRegistry(
+            redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s
+        ),
+    )
+
+    app = web.Application(
+        middlewares=[timing_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+    )
+    app[COMPONENTS] = components
+    for module in (accounts, users, conversations, maintenance, health, openapi):
+        module.add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _ensure_indexes(store: Store) -> None:
+    while True:
+        try:
+            await store.ensure_indexes()
+            return
+        except StoreError as exc:
+            log.warning("creating indexes failed, retrying: %s", exc)
+            await asyncio.sleep(INDEX_RETRY_S)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Start the background tasks; on exit flush what is pending and close the clients."""
+    c = app[COMPONENTS]
+    if c.settings.embedded:
+        log.warning(
+            "EMBEDDED MODE: in-process Redis and store, NOTHING IS PERSISTED, a single worker "
+            "only. Set PRESENCE_REDIS_URL and PRESENCE_MONGO_URL for production."
+        )
+    try:
+        await asyncio.wait_for(c.store.ensure_indexes(), timeout=10)
+    except (StoreError, TimeoutError):
+        log.warning("MongoDB not answering at start-up; indexes will be created when it does")
+        indexes: asyncio.Task[None] | None = asyncio.create_task(_ensure_indexes(c.store))
+    else:
+        indexes = None
+    background: list[Coroutine[Any, Any, None]] = [
+        c.tracker.run_flusher(),
+        c.tracker.run_cache_cleanup(),
+        c.registry.run(),
+    ]
+    tasks = [asyncio.create_task(coro) for coro in background]
+    if indexes is not None:
+        tasks.append(indexes)
+    log.info("worker started", extra={"settings": repr(c.settings)})
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await c.tracker.drain()
+    await c.presence.drain()
+    with contextlib.suppress(RedisError):
+        await c.registry.leave()
+    await c.redis.aclose()
+    await c.store.close()

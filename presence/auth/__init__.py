@@ -1,0 +1,1 @@
+"""Credentials in, a :class:`presence.domain.Principal` out."""

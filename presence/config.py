@@ -1,0 +1,194 @@
+"""Settings: one frozen object read from the environment and validated at start-up.
+
+Every duration accepts fractions (``0.5``) so tests can shrink all timers. A bad value stops
+start-up with :class:`ConfigError`, whose message is one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+LogFormat = Literal["json", "text"]
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MIN_JWT_SECRET_BYTES = 32
+
+
+class ConfigError(ValueError):
+    """An invalid setting; ``str(error)`` is a single line that names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"  # noqa: S104 - a server listens on every interface by default
+    port: int = 3000
+    redis_url: str | None = None
+    mongo_url: str | None = None
+    mongo_db: str = "presence"
+    jwt_secret: str = field(default="", repr=False)
+    jwt_ttl_s: float = 86400.0
+    throttle_interval_s: float = 60.0
+    maintenance_interval_s: float = 15.0
+    offline_threshold_s: float = 300.0
+    offline_grace_s: float = 5.0
+    cache_cleanup_interval_s: float = 300.0
+    cache_max_age_s: float = 600.0
+    leader_ttl_s: float = 15.0
+    worker_ttl_s: float = 15.0
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
+    max_connections: int = 20000
+    worker_id: str = ""
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+    redis_prefix: str = "presence:"
+
+    @property
+    def embedded(self) -> bool:
+        """No external services: fakeredis and the in-memory store, one worker, nothing kept."""
+        return self.redis_url is None and self.mongo_url is None
+
+    def __repr__(self) -> str:
+        # Connection strings may carry passwords; the JWT secret never leaves the process.
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        for name in ("redis_url", "mongo_url"):
+            if shown[name]:
+                shown[name] = _redact_url(shown[name])
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read ``PRESENCE_*`` variables; raise :class:`ConfigError` on the first bad one."""
+    source = os.environ if env is None else env
+    reader = _Reader(source)
+    redis_url = reader.optional_str("PRESENCE_REDIS_URL")
+    mongo_url = reader.optional_str("PRESENCE_MONGO_URL")
+    if (redis_url is None) != (mongo_url is None):
+        missing = "PRESENCE_MONGO_URL" if mongo_url is None else "PRESENCE_REDIS_URL"
+        raise ConfigError(
+            f"{missing}: must be set too (set both service URLs, or neither for embedded mode)"
+        )
+    if redis_url is not None and not redis_url.startswith(
+        ("redis://", "rediss://", "redis+sentinel://", "unix://")
+    ):
+        raise ConfigError(
+            "PRESENCE_REDIS_URL: must start with redis://, rediss://, redis+sentinel:// or unix://"
+        )
+    if mongo_url is not None and not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("PRESENCE_MONGO_URL: must start with mongodb:// or mongodb+srv://")
+    embedded = redis_url is None
+
+    jwt_secret = source.get("PRESENCE_JWT_SECRET", "")
+    if not embedded and not jwt_secret:
+        raise ConfigError("PRESENCE_JWT_SECRET: required outside embedded mode")
+    if jwt_secret and len(jwt_secret.encode()) < _MIN_JWT_SECRET_BYTES:
+        raise ConfigError(
+            f"PRESENCE_JWT_SECRET: must be at least {_MIN_JWT_SECRET_BYTES} bytes long"
+        )
+
+    cors_raw = reader.optional_str("PRESENCE_CORS_ORIGINS")
+    if cors_raw is None:
+        cors: tuple[str, ...] = ("*",) if embedded else ()
+    else:
+        cors = tuple(o.strip() for o in cors_raw.split(",") if o.strip())
+
+    log_level = source.get("PRESENCE_LOG_LEVEL", "INFO").upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"PRESENCE_LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}")
+    log_format = source.get("PRESENCE_LOG_FORMAT", "json")
+    if log_format not in ("json", "text"):
+        raise ConfigError("PRESENCE_LOG_FORMAT: must be json or text")
+
+    settings = Settings(
+        host=source.get("PRESENCE_HOST", "0.0.0.0"),  # noqa: S104
+        port=reader.integer("PRESENCE_PORT", 3000, low=0, high=65535),
+        redis_url=redis_url,
+        mongo_url=mongo_url,
+        mongo_db=reader.name("PRESENCE_MONGO_DB", "presence"),
+        jwt_secret=jwt_secret,
+        jwt_ttl_s=reader.duration("PRESENCE_JWT_TTL_S", 86400),
+        throttle_interval_s=reader.duration("PRESENCE_THROTTLE_INTERVAL_S", 60),
+        maintenance_interval_s=reader.duration("PRESENCE_MAINTENANCE_INTERVAL_S", 15),
+        offline_threshold_s=reader.duration("PRESENCE_OFFLINE_THRESHOLD_S", 300),
+        offline_grace_s=reader.duration("PRESENCE_OFFLINE_GRACE_S", 5, allow_zero=True),
+        cache_cleanup_interval_s=reader.duration("PRESENCE_CACHE_CLEANUP_INTERVAL_S", 300),
+        cache_max_age_s=reader.duration("PRESENCE_CACHE_MAX_AGE_S", 600),
+        leader_ttl_s=reader.duration("PRESENCE_LEADER_TTL_S", 15),
+        worker_ttl_s=reader.duration("PRESENCE_WORKER_TTL_S", 15),
+        ping_interval_s=reader.duration("PRESENCE_PING_INTERVAL_S", 25),
+        ping_timeout_s=reader.duration("PRESENCE_PING_TIMEOUT_S", 20),
+        max_connections=reader.integer("PRESENCE_MAX_CONNECTIONS", 20000, low=1),
+        worker_id=source.get("PRESENCE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        cors_origins=cors,
+        log_level=log_level,
+        log_format=log_format,  # type: ignore[arg-type]  # checked just above
+        redis_prefix=reader.name("PRESENCE_REDIS_PREFIX", "presence:"),
+    )
+    _check_relations(settings)
+    return settings
+
+
+def _check_relations(s: Settings) -> None:
+    # The local throttle cache is what lets a busy subject skip Redis; a subject active once per
+    # window must never look inactive, so the offline threshold must cover a whole window.
+    if s.offline_threshold_s < s.throttle_interval_s:
+        raise ConfigError(
+            "PRESENCE_OFFLINE_THRESHOLD_S: must be at least PRESENCE_THROTTLE_INTERVAL_S"
+        )
+    # Entries younger than the window are still useful; dropping them would cost Redis trips.
+    if s.cache_max_age_s < s.throttle_interval_s:
+        raise ConfigError("PRESENCE_CACHE_MAX_AGE_S: must be at least PRESENCE_THROTTLE_INTERVAL_S")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional_str(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def name(self, name: str, default: str) -> str:
+        value = self._env.get(name, default).strip()
+        if not value or any(c.isspace() for c in value):
+            raise ConfigError(f"{name}: must be a non-empty word without spaces")
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{name}: must be {bounds}, got {value}")
+        return value
+
+    def duration(self, name: str, default: float, *, allow_zero: bool = False) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return float(default)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name}: expected a finite number of seconds, got {raw!r}")
+        if value < 0 or (value == 0 and not allow_zero):
+            kind = "zero or more" if allow_zero else "more than zero"
+            raise ConfigError(f"{name}: must be {kind} seconds, got {raw!r}")
+        return value

@@ -1,0 +1,101 @@
+"""Conversations, membership and share links: who shares a conversation with whom."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from presence.clock import Clock
+from presence.domain import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Principal,
+    SubjectKind,
+    SubjectRef,
+    from_epoch,
+)
+from presence.store.base import ConversationRecord, ShareLinkRecord, Store
+
+MAX_MEMBERS = 1000
+
+
+class Conversations:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(
+        self, owner: Principal, title: str, member_ids: Sequence[str]
+    ) -> ConversationRecord:
+        _require_user(owner)
+        members = list(dict.fromkeys([owner.subject.id, *member_ids]))
+        if len(members) > MAX_MEMBERS:
+            raise InvalidInput(f"a conversation has at most {MAX_MEMBERS} members")
+        unknown = set(members) - await self._store.existing_user_ids(members)
+        if unknown:
+            raise InvalidInput(
+                f"unknown member ids: {', '.join(sorted(unknown))}", "unknown_member"
+            )
+        return await self._store.create_conversation(
+            title=title,
+            member_ids=members,
+            created_by=owner.subject.id,
+            now=from_epoch(self._clock.now()),
+        )
+
+    async def list_for(self, user: Principal) -> list[ConversationRecord]:
+        _require_user(user)
+        return await self._store.list_conversations(user.subject.id)
+
+    async def visible_to(self, viewer: Principal, conversation_id: str) -> ConversationRecord:
+        """The conversation, if the viewer is a member (users) or belongs to it (guests)."""
+        conversation = await self._store.get_conversation(conversation_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        if viewer.subject.is_anonymous:
+            if viewer.conversation_id != conversation.id:
+                raise Forbidden("not a member of this conversation", "not_member")
+        elif viewer.subject.id not in conversation.member_ids:
+            raise Forbidden("not a member of this conversation", "not_member")
+        return conversation
+
+    async def members(self, conversation: ConversationRecord) -> list[SubjectRef]:
+        """Registered members, then the conversation's active anonymous participants."""
+        users = [SubjectRef(SubjectKind.USER, uid) for uid in conversation.member_ids]
+        guests = [
+            SubjectRef(SubjectKind.ANONYMOUS, p.id)
+            for p in await self._store.list_participants(conversation.id)
+        ]
+        return users + guests
+
+    async def create_share_link(
+        self, creator: Principal, conversation_id: str, expires_in_s: float | None
+    ) -> ShareLinkRecord:
+        _require_user(creator)
+        conversation = await self.visible_to(creator, conversation_id)
+        now = self._clock.now()
+        expires_at = None if expires_in_s is None else from_epoch(now + expires_in_s)
+        return await self._store.create_share_link(
+            conversation_id=conversation.id,
+            created_by=creator.subject.id,
+            expires_at=expires_at,
+            now=from_epoch(now),
+        )
+
+    async def shared_with(self, viewer: Principal) -> set[SubjectRef]:
+        """Every subject that shares at least one conversation with the viewer (and itself)."""
+        if viewer.subject.is_anonymous:
+            assert viewer.conversation_id is not None
+            conversation = await self._store.get_conversation(viewer.conversation_id)
+            conversations = [] if conversation is None else [conversation]
+        else:
+            conversations = await self._store.list_conversations(viewer.subject.id)
+        shared = {viewer.subject}
+        for conversation in conversations:
+            shared.update(await self.members(conversation))
+        return shared
+
+
+def _require_user(principal: Principal) -> None:
+    if principal.subject.is_anonymous:
+        raise Forbidden("only registered users can do this", "registered_user_required")

@@ -1,0 +1,108 @@
+"""Cluster-wide status counters (SPEC §5), summed over every worker in one Redis hash.
+
+Each worker counts in memory and adds its deltas to Redis every :data:`FLUSH_INTERVAL_S`, so the
+request path never pays a round trip for a counter and the cluster-wide sum trails the last
+request by at most that interval. A reset starts a new generation: deltas a worker counted
+before it learnt of the reset are dropped rather than leaking into the fresh counters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from presence.keys import ADD_COUNTERS, RESET_COUNTERS, Keys
+from presence.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TOTAL = "totalRequests"
+THROTTLED = "throttledRequests"
+SUCCESSFUL = "successfulUpdates"
+FAILED = "failedUpdates"
+FIELDS = (TOTAL, THROTTLED, SUCCESSFUL, FAILED)
+# "Correct within 1 s of the last request" (SPEC §5), with room for one slow round trip.
+FLUSH_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMetrics:
+    total_requests: int
+    throttled_requests: int
+    successful_updates: int
+    failed_updates: int
+    cache_size: int
+
+    @property
+    def throttle_rate(self) -> float:
+        if self.total_requests == 0:
+            return 0.0
+        return round(self.throttled_requests / self.total_requests * 100, 2)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            TOTAL: self.total_requests,
+            THROTTLED: self.throttled_requests,
+            SUCCESSFUL: self.successful_updates,
+            FAILED: self.failed_updates,
+            "cacheSize": self.cache_size,
+            "throttleRate": self.throttle_rate,
+        }
+
+
+class ClusterCounters:
+    def __init__(self, redis: Redis, keys: Keys, metrics: Metrics) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._metrics = metrics
+        self._deltas: dict[str, int] = dict.fromkeys(FIELDS, 0)
+        self._generation = "*"  # unknown until the first answer from Redis
+        self._add = redis.register_script(ADD_COUNTERS)
+        self._reset = redis.register_script(RESET_COUNTERS)
+
+    def add(self, field: str, amount: int = 1) -> None:
+        self._deltas[field] += amount
+
+    async def flush(self) -> None:
+        """Push this worker's deltas; on a Redis error they stay here for the next flush."""
+        pending = {k: v for k, v in self._deltas.items() if v}
+        args: list[str | int] = [self._generation]
+        for field, amount in pending.items():
+            args += [field, amount]
+            self._deltas[field] -= amount
+        try:
+            generation = await self._add(keys=[self._keys.counters], args=args)
+        except RedisError:
+            self._metrics.redis_errors.labels(operation="counters").inc()
+            for field, amount in pending.items():
+                self._deltas[field] += amount
+            return
+        self._generation = _text(generation)
+
+    async def read(self, now_ms: int) -> StatusMetrics:
+        await self.flush()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._keys.counters)
+        pipe.zremrangebyscore(self._keys.windows, "-inf", now_ms)
+        pipe.zcard(self._keys.windows)
+        raw, _, windows = await pipe.execute()
+        values = {_text(k): int(v) for k, v in raw.items()}
+        return StatusMetrics(
+            total_requests=values.get(TOTAL, 0),
+            throttled_requests=values.get(THROTTLED, 0),
+            successful_updates=values.get(SUCCESSFUL, 0),
+            failed_updates=values.get(FAILED, 0),
+            cache_size=int(windows),
+        )
+
+    async def reset(self) -> None:
+        generation = await self._reset(keys=[self._keys.counters], args=list(FIELDS))
+        self._deltas = dict.fromkeys(FIELDS, 0)
+        self._generation = _text(generation)
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,146 @@
+"""Value types shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+class SubjectKind(enum.StrEnum):
+    USER = "user"
+    ANONYMOUS = "anon"
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRef:
+    """Who presence is about: a registered user or an anonymous participant."""
+
+    kind: SubjectKind
+    id: str
+
+    @property
+    def member(self) -> str:
+        """The subject's name inside Redis sets and sorted sets."""
+        return f"{self.kind.value}:{self.id}"
+
+    @classmethod
+    def from_member(cls, member: str) -> SubjectRef:
+        kind, _, ident = member.partition(":")
+        return cls(SubjectKind(kind), ident)
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind is SubjectKind.ANONYMOUS
+
+
+class ManualStatus(enum.StrEnum):
+    """What a subject may choose for itself."""
+
+    ONLINE = "online"
+    AWAY = "away"
+    DND = "dnd"
+    INVISIBLE = "invisible"
+
+
+class Status(enum.StrEnum):
+    """What others see."""
+
+    ONLINE = "online"
+    AWAY = "away"
+    DND = "dnd"
+    OFFLINE = "offline"
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    subject: SubjectRef
+    name: str
+    role: Role = Role.USER
+    conversation_id: str | None = None  # anonymous participants belong to exactly one
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRecord:
+    """The presence of one subject as others see it; the same shape in every payload."""
+
+    subject: SubjectRef
+    username: str
+    is_online: bool
+    status: Status
+    last_active_at: datetime | None
+    last_seen: datetime | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "userId": self.subject.id,
+            "username": self.username,
+            "isAnonymous": self.subject.is_anonymous,
+            "isOnline": self.is_online,
+            "status": self.status.value,
+            "lastActiveAt": iso(self.last_active_at),
+            "lastSeen": iso(self.last_seen),
+        }
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, the one time format of every payload."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_epoch(seconds: float) -> datetime:
+    # Millisecond precision is what MongoDB keeps; truncating here makes memory and Mongo agree.
+    return datetime.fromtimestamp(int(seconds * 1000) / 1000, tz=UTC)
+
+
+def to_epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on; the API turns each kind into its HTTP status."""
+
+    code = "error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"

@@ -1,0 +1,1 @@
+"""Persistence behind one protocol: MongoDB in production, memory in embedded mode."""

@@ -1,0 +1,157 @@
+"""The store protocol and its records. Both implementations pass ``tests/contract``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from presence.domain import ManualStatus, Role, SubjectRef
+
+
+class StoreError(Exception):
+    """The database could not be reached or refused an operation."""
+
+
+class DuplicateError(StoreError):
+    """A unique field (the email) is already taken."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    username: str
+    email: str
+    password_hash: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    id: str
+    conversation_id: str
+    share_link_id: str
+    nickname: str
+    is_active: bool
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    id: str
+    title: str
+    member_ids: tuple[str, ...]
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShareLinkRecord:
+    id: str
+    conversation_id: str
+    created_by: str
+    expires_at: datetime | None
+    is_active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPresence:
+    subject: SubjectRef
+    name: str
+    is_online: bool
+    manual_status: ManualStatus
+    last_active_at: datetime | None
+    last_seen: datetime | None
+
+
+class Store(Protocol):
+    async def ping(self) -> None:
+        """Raise :class:`StoreError` unless the database answers."""
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the queries need; safe to run at every start."""
+
+    async def close(self) -> None: ...
+
+    # users
+    async def create_user(
+        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+    ) -> UserRecord:
+        """Raise :class:`DuplicateError` when the (case-folded) email is taken."""
+
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+
+    async def find_user_by_email(self, email: str) -> UserRecord | None: ...
+
+    async def set_user_active(self, user_id: str, active: bool) -> bool: ...
+
+    async def count_users(self) -> int: ...
+
+    async def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]: ...
+
+    # anonymous participants
+    async def create_participant(
+        self,
+        *,
+        conversation_id: str,
+        share_link_id: str,
+        nickname: str,
+        token_hash: str,
+        now: datetime,
+    ) -> ParticipantRecord: ...
+
+    async def get_participant(self, participant_id: str) -> ParticipantRecord | None: ...
+
+    async def find_participant_by_token_hash(self, token_hash: str) -> ParticipantRecord | None: ...
+
+    async def set_participant_active(self, participant_id: str, active: bool) -> bool: ...
+
+    async def count_participants(self) -> int:
+        """Active anonymous participants."""
+
+    async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
+        """Active participants of one conversation."""
+
+    # conversations and share links
+    async def create_conversation(
+        self, *, title: str, member_ids: Sequence[str], created_by: str, now: datetime
+    ) -> ConversationRecord: ...
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
+
+    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
+        """Conversations the user is a member of, oldest first."""
+
+    async def create_share_link(
+        self,
+        *,
+        conversation_id: str,
+        created_by: str,
+        expires_at: datetime | None,
+        now: datetime,
+    ) -> ShareLinkRecord: ...
+
+    async def get_share_link(self, link_id: str) -> ShareLinkRecord | None: ...
+
+    # presence
+    async def record_activity(
+        self, subject: SubjectRef, at: datetime, *, mark_online: bool
+    ) -> bool:
+        """Raise ``lastActiveAt`` to ``at`` (never lower it); optionally mark online.
+        False when the subject does not exist."""
+
+    async def set_online(
+        self, subject: SubjectRef, online: bool, *, last_seen: datetime | None = None
+    ) -> bool:
+        """Store the online flag; ``last_seen`` is raised, never lowered."""
+
+    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool: ...
+
+    async def get_presence(
+        self, subjects: Sequence[SubjectRef]
+    ) -> dict[SubjectRef, StoredPresence]:
+        """Stored presence of the subjects that exist; unknown ones are left out."""

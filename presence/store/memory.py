@@ -1,0 +1,209 @@
+"""In-memory store for embedded mode: same contract as MongoDB, nothing survives a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+
+from bson import ObjectId
+
+from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
+from presence.store.base import (
+    ConversationRecord,
+    DuplicateError,
+    ParticipantRecord,
+    ShareLinkRecord,
+    StoredPresence,
+    UserRecord,
+)
+
+
+@dataclasses.dataclass
+class _PresenceFields:
+    is_online: bool = False
+    manual_status: ManualStatus = ManualStatus.ONLINE
+    last_active_at: datetime | None = None
+    last_seen: datetime | None = None
+
+
+def _new_id() -> str:
+    return str(ObjectId())
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._users: dict[str, UserRecord] = {}
+        self._participants: dict[str, ParticipantRecord] = {}
+        self._token_hashes: dict[str, str] = {}
+        self._conversations: dict[str, ConversationRecord] = {}
+        self._links: dict[str, ShareLinkRecord] = {}
+        self._presence: dict[SubjectRef, _PresenceFields] = {}
+
+    async def ping(self) -> None:
+        return None
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def create_user(
+        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+    ) -> UserRecord:
+        folded = email.casefold()
+        if any(u.email == folded for u in self._users.values()):
+            raise DuplicateError("email already registered")
+        user = UserRecord(_new_id(), username, folded, password_hash, role, True, now)
+        self._users[user.id] = user
+        self._presence[SubjectRef(SubjectKind.USER, user.id)] = _PresenceFields()
+        return user
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        return self._users.get(user_id)
+
+    async def find_user_by_email(self, email: str) -> UserRecord | None:
+        folded = email.casefold()
+        return next((u for u in self._users.values() if u.email == folded), None)
+
+    async def set_user_active(self, user_id: str, active: bool) -> bool:
+        user = self._users.get(user_id)
+        if user is None:
+            return False
+        self._users[user_id] = dataclasses.replace(user, is_active=active)
+        return True
+
+    async def count_users(self) -> int:
+        return len(self._users)
+
+    async def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]:
+        return {u for u in user_ids if u in self._users}
+
+    async def create_participant(
+        self,
+        *,
+        conversation_id: str,
+        share_link_id: str,
+        nickname: str,
+        token_hash: str,
+        now: datetime,
+    ) -> ParticipantRecord:
+        participant = ParticipantRecord(
+            _new_id(), conversation_id, share_link_id, nickname, True, now
+        )
+        self._participants[participant.id] = participant
+        self._token_hashes[token_hash] = participant.id
+        self._presence[SubjectRef(SubjectKind.ANONYMOUS, participant.id)] = _PresenceFields()
+        return participant
+
+    async def get_participant(self, participant_id: str) -> ParticipantRecord | None:
+        return self._participants.get(participant_id)
+
+    async def find_participant_by_token_hash(self, token_hash: str) -> ParticipantRecord | None:
+        pid = self._token_hashes.get(token_hash)
+        return None if pid is None else self._participants.get(pid)
+
+    async def set_participant_active(self, participant_id: str, active: bool) -> bool:
+        participant = self._participants.get(participant_id)
+        if participant is None:
+            return False
+        self._participants[participant_id] = dataclasses.replace(participant, is_active=active)
+        return True
+
+    async def count_participants(self) -> int:
+        return sum(1 for p in self._participants.values() if p.is_active)
+
+    async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
+        return [
+            p
+            for p in self._participants.values()
+            if p.conversation_id == conversation_id and p.is_active
+        ]
+
+    async def create_conversation(
+        self, *, title: str, member_ids: Sequence[str], created_by: str, now: datetime
+    ) -> ConversationRecord:
+        conversation = ConversationRecord(_new_id(), title, tuple(member_ids), created_by, now)
+        self._conversations[conversation.id] = conversation
+        return conversation
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        return self._conversations.get(conversation_id)
+
+    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
+        found = [c for c in self._conversations.values() if user_id in c.member_ids]
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    async def create_share_link(
+        self,
+        *,
+        conversation_id: str,
+        created_by: str,
+        expires_at: datetime | None,
+        now: datetime,
+    ) -> ShareLinkRecord:
+        link = ShareLinkRecord(_new_id(), conversation_id, created_by, expires_at, True, now)
+        self._links[link.id] = link
+        return link
+
+    async def get_share_link(self, link_id: str) -> ShareLinkRecord | None:
+        return self._links.get(link_id)
+
+    async def record_activity(
+        self, subject: SubjectRef, at: datetime, *, mark_online: bool
+    ) -> bool:
+        fields = self._presence.get(subject)
+        if fields is None:
+            return False
+        fields.last_active_at = _later(fields.last_active_at, at)
+        if mark_online:
+            fields.is_online = True
+        return True
+
+    async def set_online(
+        self, subject: SubjectRef, online: bool, *, last_seen: datetime | None = None
+    ) -> bool:
+        fields = self._presence.get(subject)
+        if fields is None:
+            return False
+        fields.is_online = online
+        fields.last_seen = _later(fields.last_seen, last_seen)
+        return True
+
+    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
+        fields = self._presence.get(subject)
+        if fields is None:
+            return False
+        fields.manual_status = status
+        return True
+
+    async def get_presence(
+        self, subjects: Sequence[SubjectRef]
+    ) -> dict[SubjectRef, StoredPresence]:
+        found: dict[SubjectRef, StoredPresence] = {}
+        for subject in subjects:
+            fields = self._presence.get(subject)
+            if fields is None:
+                continue
+            if subject.is_anonymous:
+                name = self._participants[subject.id].nickname
+            else:
+                name = self._users[subject.id].username
+            found[subject] = StoredPresence(
+                subject,
+                name,
+                fields.is_online,
+                fields.manual_status,
+                fields.last_active_at,
+                fields.last_seen,
+            )
+        return found

@@ -1,0 +1,351 @@
+"""MongoDB store through PyMongo's native asyncio client (``AsyncMongoClient``).
+
+Every driver error becomes :class:`StoreError`, so callers count and retry instead of crashing.
+Times are stored as BSON dates (millisecond precision, UTC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
+from presence.store.base import (
+    ConversationRecord,
+    DuplicateError,
+    ParticipantRecord,
+    ShareLinkRecord,
+    StoredPresence,
+    StoreError,
+    UserRecord,
+)
+
+Doc = Mapping[str, Any]
+
+
+def _user(doc: Doc) -> UserRecord:
+    return UserRecord(
+        id=doc["_id"],
+        username=doc["username"],
+        email=doc["email"],
+        password_hash=doc["passwordHash"],
+        role=Role(doc.get("role", "user")),
+        is_active=bool(doc.get("isActive", True)),
+        created_at=doc["createdAt"],
+    )
+
+
+def _participant(doc: Doc) -> ParticipantRecord:
+    return ParticipantRecord(
+        id=doc["_id"],
+        conversation_id=doc["conversationId"],
+        share_link_id=doc["shareLinkId"],
+        nickname=doc["nickname"],
+        is_active=bool(doc.get("isActive", True)),
+        joined_at=doc["joinedAt"],
+    )
+
+
+def _conversation(doc: Doc) -> ConversationRecord:
+    return ConversationRecord(
+        id=doc["_id"],
+        title=doc["title"],
+        member_ids=tuple(doc["memberIds"]),
+        created_by=doc["createdBy"],
+        created_at=doc["createdAt"],
+    )
+
+
+def _link(doc: Doc) -> ShareLinkRecord:
+    return ShareLinkRecord(
+        id=doc["_id"],
+        conversation_id=doc["conversationId"],
+        created_by=doc["createdBy"],
+        expires_at=doc.get("expiresAt"),
+        is_active=bool(doc.get("isActive", True)),
+        created_at=doc["createdAt"],
+    )
+
+
+def _presence_fields() -> dict[str, Any]:
+    return {
+        "isOnline": False,
+        "manualStatus": ManualStatus.ONLINE.value,
+        "lastActiveAt": None,
+        "lastSeen": None,
+    }
+
+
+class MongoStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self._client = client
+        db = client[database]
+        self._users: AsyncCollection[dict[str, Any]] = db["users"]
+        self._participants: AsyncCollection[dict[str, Any]] = db["anonymous_participants"]
+        self._conversations: AsyncCollection[dict[str, Any]] = db["conversations"]
+        self._links: AsyncCollection[dict[str, Any]] = db["share_links"]
+        self._db = db
+
+    @classmethod
+    def from_url(cls, url: str, database: str) -> MongoStore:
+        # Short server selection so a MongoDB outage fails a write in seconds, not 30 s; the
+        # failed write is counted and its window released (SPEC §4).
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000
+        )
+        return cls(client, database)
+
+    def _collection(self, subject: SubjectRef) -> AsyncCollection[dict[str, Any]]:
+        return self._participants if subject.is_anonymous else self._users
+
+    async def ping(self) -> None:
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def ensure_indexes(self) -> None:
+        try:
+            await self._users.create_index("email", unique=True)
+            for coll in (self._users, self._participants):
+                # The sweep asks for "online and quiet since T".
+                await coll.create_index([("isOnline", ASCENDING), ("lastActiveAt", ASCENDING)])
+            await self._participants.create_index("sessionTokenHash", unique=True)
+            await self._participants.create_index("conversationId")
+            await self._conversations.create_index("memberIds")
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def create_user(
+        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+    ) -> UserRecord:
+        doc = {
+            "_id": str(ObjectId()),
+            "username": username,
+            "email": email.casefold(),
+            "passwordHash": password_hash,
+            "role": role.value,
+            "isActive": True,
+            "createdAt": now,
+            **_presence_fields(),
+        }
+        try:
+            await self._users.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise DuplicateError("email already registered") from exc
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        return _user(doc)
+
+    async def _find_one(
+        self, coll: AsyncCollection[dict[str, Any]], query: Doc
+    ) -> dict[str, Any] | None:
+        try:
+            return await coll.find_one(query)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def _update(self, coll: AsyncCollection[dict[str, Any]], query: Doc, update: Doc) -> bool:
+        try:
+            result = await coll.update_one(query, update)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        return result.matched_count > 0
+
+    async def _count(self, coll: AsyncCollection[dict[str, Any]], query: Doc) -> int:
+        try:
+            return await coll.count_documents(query)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def _find_many(
+        self, coll: AsyncCollection[dict[str, Any]], query: Doc, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        try:
+            return await coll.find(query, **kwargs).to_list()
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        doc = await self._find_one(self._users, {"_id": user_id})
+        return None if doc is None else _user(doc)
+
+    async def find_user_by_email(self, email: str) -> UserRecord | None:
+        doc = await self._find_one(self._users, {"email": email.casefold()})
+        return None if doc is None else _user(doc)
+
+    async def set_user_active(self, user_id: str, active: bool) -> bool:
+        return await self._update(self._users, {"_id": user_id}, {"$set": {"isActive": active}})
+
+    async def count_users(self) -> int:
+        return await self._count(self._users, {})
+
+    async def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]:
+        docs = await self._find_many(
+            self._users, {"_id": {"$in": list(user_ids)}}, projection={"_id": 1}
+        )
+        return {d["_id"] for d in docs}
+
+    async def create_participant(
+        self,
+        *,
+        conversation_id: str,
+        share_link_id: str,
+        nickname: str,
+        token_hash: str,
+        now: datetime,
+    ) -> ParticipantRecord:
+        doc = {
+            "_id": str(ObjectId()),
+            "conversationId": conversation_id,
+            "shareLinkId": share_link_id,
+            "nickname": nickname,
+            "sessionTokenHash": token_hash,
+            "isActive": True,
+            "joinedAt": now,
+            **_presence_fields(),
+        }
+        try:
+            await self._participants.insert_one(doc)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        return _participant(doc)
+
+    async def get_participant(self, participant_id: str) -> ParticipantRecord | None:
+        doc = await self._find_one(self._participants, {"_id": participant_id})
+        return None if doc is None else _participant(doc)
+
+    async def find_participant_by_token_hash(self, token_hash: str) -> ParticipantRecord | None:
+        doc = await self._find_one(self._participants, {"sessionTokenHash": token_hash})
+        return None if doc is None else _participant(doc)
+
+    async def set_participant_active(self, participant_id: str, active: bool) -> bool:
+        return await self._update(
+            self._participants, {"_id": participant_id}, {"$set": {"isActive": active}}
+        )
+
+    async def count_participants(self) -> int:
+        return await self._count(self._participants, {"isActive": True})
+
+    async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
+        docs = await self._find_many(
+            self._participants,
+            {"conversationId": conversation_id, "isActive": True},
+            sort=[("joinedAt", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [_participant(d) for d in docs]
+
+    async def create_conversation(
+        self, *, title: str, member_ids: Sequence[str], created_by: str, now: datetime
+    ) -> ConversationRecord:
+        doc = {
+            "_id": str(ObjectId()),
+            "title": title,
+            "memberIds": list(member_ids),
+            "createdBy": created_by,
+            "createdAt": now,
+        }
+        try:
+            await self._conversations.insert_one(doc)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        return _conversation(doc)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        doc = await self._find_one(self._conversations, {"_id": conversation_id})
+        return None if doc is None else _conversation(doc)
+
+    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
+        docs = await self._find_many(
+            self._conversations,
+            {"memberIds": user_id},
+            sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [_conversation(d) for d in docs]
+
+    async def create_share_link(
+        self,
+        *,
+        conversation_id: str,
+        created_by: str,
+        expires_at: datetime | None,
+        now: datetime,
+    ) -> ShareLinkRecord:
+        doc = {
+            "_id": str(ObjectId()),
+            "conversationId": conversation_id,
+            "createdBy": created_by,
+            "expiresAt": expires_at,
+            "isActive": True,
+            "createdAt": now,
+        }
+        try:
+            await self._links.insert_one(doc)
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        return _link(doc)
+
+    async def get_share_link(self, link_id: str) -> ShareLinkRecord | None:
+        doc = await self._find_one(self._links, {"_id": link_id})
+        return None if doc is None else _link(doc)
+
+    async def record_activity(
+        self, subject: SubjectRef, at: datetime, *, mark_online: bool
+    ) -> bool:
+        update: dict[str, Any] = {"$max": {"lastActiveAt": at}}
+        if mark_online:
+            update["$set"] = {"isOnline": True}
+        return await self._update(self._collection(subject), {"_id": subject.id}, update)
+
+    async def set_online(
+        self, subject: SubjectRef, online: bool, *, last_seen: datetime | None = None
+    ) -> bool:
+        update: dict[str, Any] = {"$set": {"isOnline": online}}
+        if last_seen is not None:
+            update["$max"] = {"lastSeen": last_seen}
+        return await self._update(self._collection(subject), {"_id": subject.id}, update)
+
+    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
+        return await self._update(
+            self._collection(subject), {"_id": subject.id}, {"$set": {"manualStatus": status.value}}
+        )
+
+    async def get_presence(
+        self, subjects: Sequence[SubjectRef]
+    ) -> dict[SubjectRef, StoredPresence]:
+        found: dict[SubjectRef, StoredPresence] = {}
+        projection = {
+            "username": 1,
+            "nickname": 1,
+            "isOnline": 1,
+            "manualStatus": 1,
+            "lastActiveAt": 1,
+            "lastSeen": 1,
+        }
+        for kind, coll, name_field in (
+            (SubjectKind.USER, self._users, "username"),
+            (SubjectKind.ANONYMOUS, self._participants, "nickname"),
+        ):
+            ids = [s.id for s in subjects if s.kind is kind]
+            if not ids:
+                continue
+            for doc in await self._find_many(coll, {"_id": {"$in": ids}}, projection=projection):
+                subject = SubjectRef(kind, doc["_id"])
+                found[subject] = StoredPresence(
+                    subject=subject,
+                    name=doc[name_field],
+                    is_online=bool(doc.get("isOnline", False)),
+                    manual_status=ManualStatus(doc.get("manualStatus") or "online"),
+                    last_active_at=doc.get("lastActiveAt"),
+                    last_seen=doc.get("lastSeen"),
+                )
+        return found

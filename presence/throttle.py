@@ -1,0 +1,263 @@
+"""The activity tracker: every activity lands here; at most one ``lastActiveAt`` write per subject
+per throttle interval reaches the database, cluster-wide.
+
+How a call is decided:
+
+1. Local cache. If this worker already saw the subject's window open (it won the window, or
+   Redis told it how long another worker's window has left), the call is throttled with no
+   round trip. The cache can only skip work: its copy of a window never outlives the Redis key.
+2. Otherwise one Lua call does ``SET throttle NX PX interval``, raises the subject's precise
+   last activity and marks it online, atomically, so exactly one worker in the cluster wins the
+   window and exactly one sees an offline -> online transition.
+3. The winner writes ``lastActiveAt`` with ``$max`` (it never moves backwards) off the request
+   path. If the write fails the window is released (only if this worker still owns it) and the
+   cache entry dropped, so the next activity retries: no activity is lost to a failed write.
+
+Precise last activity (to the millisecond) of cache hits is pushed to Redis in batches every
+:data:`presence.counters.FLUSH_INTERVAL_S`, so the cluster knows it within 1 s (SPEC §4).
+When Redis is down, calls are counted as failed updates and the request is still served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from presence import policy
+from presence.clock import Clock
+from presence.config import Settings
+from presence.counters import (
+    FAILED,
+    FLUSH_INTERVAL_S,
+    SUCCESSFUL,
+    THROTTLED,
+    TOTAL,
+    ClusterCounters,
+)
+from presence.domain import SubjectRef, from_epoch
+from presence.keys import ACTIVITY, RELEASE_WINDOW, Keys
+from presence.metrics import Metrics
+from presence.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+# One write per subject per window means this many subjects had their first activity inside one
+# slow write; past it the database is clearly unwell and queueing more would only grow memory.
+MAX_PENDING_WRITES = 10_000
+
+
+@dataclass(slots=True)
+class _Window:
+    ends: float  # monotonic seconds
+    last_used: float  # monotonic seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityOutcome:
+    won_window: bool
+    became_online: bool
+
+
+class ActivityTracker:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        store: Store,
+        keys: Keys,
+        clock: Clock,
+        settings: Settings,
+        metrics: Metrics,
+        counters: ClusterCounters,
+    ) -> None:
+        self._redis = redis
+        self._store = store
+        self._keys = keys
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self._counters = counters
+        self._interval_ms = int(settings.throttle_interval_s * 1000)
+        self._threshold_ms = int(settings.offline_threshold_s * 1000)
+        self._cache: dict[SubjectRef, _Window] = {}
+        self._pending_last: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self._activity = redis.register_script(ACTIVITY)
+        self._release = redis.register_script(RELEASE_WINDOW)
+
+    @property
+    def cache_size(self) -> int:
+        return len(self._cache)
+
+    @property
+    def pending_writes(self) -> int:
+        return len(self._writes)
+
+    async def record(self, subject: SubjectRef) -> ActivityOutcome:
+        now = self._clock.now()
+        mono = self._clock.monotonic()
+        kind = subject.kind.value
+        self._counters.add(TOTAL)
+        self._metrics.activity_calls.labels(kind=kind).inc()
+
+        window = self._cache.get(subject)
+        if window is not None and policy.window_covers(window.ends, mono):
+            window.last_used = mono
+            self._pending_last[subject.member] = max(now, self._pending_last.get(subject.member, 0))
+            self._counters.add(THROTTLED)
+            self._metrics.throttled_calls.labels(kind=kind).inc()
+            self._metrics.local_cache_hits.inc()
+            return ActivityOutcome(won_window=False, became_online=False)
+
+        token = f"{self._settings.worker_id}:{uuid.uuid4().hex}"
+        try:
+            won, left_ms, became = await self._activity(
+                keys=[
+                    self._keys.throttle(subject),
+                    self._keys.windows,
+                    self._keys.last_activity,
+                    self._keys.online,
+                ],
+                args=[
+                    token,
+                    self._interval_ms,
+                    subject.member,
+                    int(now * 1000),
+                    self._threshold_ms,
+                ],
+            )
+        except RedisError:
+            self._metrics.redis_errors.labels(operation="activity").inc()
+            self._counters.add(FAILED)
+            self._metrics.db_updates.labels(result="failed").inc()
+            return ActivityOutcome(won_window=False, became_online=False)
+
+        if int(left_ms) > 0:
+            self._cache[subject] = _Window(ends=mono + int(left_ms) / 1000, last_used=mono)
+        if won:
+            self._start_write(subject, now, token, mark_online=bool(became))
+        else:
+            self._counters.add(THROTTLED)
+            self._metrics.throttled_calls.labels(kind=kind).inc()
+            if became:
+                self._start_online_flag(subject)
+        return ActivityOutcome(won_window=bool(won), became_online=bool(became))
+
+    def _start_write(
+        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
+    ) -> None:
+        if len(self._writes) >= MAX_PENDING_WRITES:
+            log.warning("write queue full, dropping activity", extra={"subject": subject.member})
+            self._spawn(self._fail(subject, token))
+            return
+        self._spawn(self._write(subject, at, token, mark_online=mark_online))
+
+    def _start_online_flag(self, subject: SubjectRef) -> None:
+        if len(self._writes) < MAX_PENDING_WRITES:
+            self._spawn(self._write_online_flag(subject))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(
+        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
+    ) -> None:
+        try:
+            await self._store.record_activity(subject, from_epoch(at), mark_online=mark_online)
+        except StoreError as exc:
+            self._metrics.mongo_errors.labels(operation="record_activity").inc()
+            log.warning("lastActiveAt write failed: %s", exc, extra={"subject": subject.member})
+            await self._fail(subject, token)
+            return
+        self._counters.add(SUCCESSFUL)
+        self._metrics.db_updates.labels(result="success").inc()
+
+    async def _fail(self, subject: SubjectRef, token: str) -> None:
+        """Count the failure and give the window back so the next activity retries."""
+        self._counters.add(FAILED)
+        self._metrics.db_updates.labels(result="failed").inc()
+        self._cache.pop(subject, None)
+        try:
+            await self._release(
+                keys=[self._keys.throttle(subject), self._keys.windows],
+                args=[token, subject.member],
+            )
+        except RedisError:
+            # The window then simply expires; the next activity after it retries.
+            self._metrics.redis_errors.labels(operation="release").inc()
+
+    async def _write_online_flag(self, subject: SubjectRef) -> None:
+        try:
+            await self._store.set_online(subject, True)
+        except StoreError:
+            self._metrics.mongo_errors.labels(operation="set_online").inc()
+
+    def forget(self, subject: SubjectRef) -> None:
+        """Drop the local window so the subject's next activity goes to Redis (after a forced
+        status change, which the next activity must be able to see)."""
+        self._cache.pop(subject, None)
+
+    async def flush(self) -> None:
+        """Push precise last activity and counter deltas to Redis."""
+        if self._pending_last:
+            pending, self._pending_last = self._pending_last, {}
+            try:
+                await self._redis.zadd(
+                    self._keys.last_activity,
+                    {member: int(at * 1000) for member, at in pending.items()},
+                    gt=True,
+                )
+            except RedisError:
+                self._metrics.redis_errors.labels(operation="last_activity").inc()
+                for member, at in pending.items():
+                    self._pending_last[member] = max(at, self._pending_last.get(member, 0))
+        await self._counters.flush()
+        self._metrics.throttle_cache_size.set(len(self._cache))
+
+    def cleanup_cache(self) -> int:
+        """Drop entries unused for longer than the configured max age; returns how many."""
+        mono = self._clock.monotonic()
+        max_age = self._settings.cache_max_age_s
+        stale = [
+            s
+            for s, w in self._cache.items()
+            if policy.cache_entry_expired(w.last_used, mono, max_age)
+        ]
+        for subject in stale:
+            del self._cache[subject]
+        self._metrics.throttle_cache_size.set(len(self._cache))
+        return len(stale)
+
+    async def run_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self.flush()
+            except Exception:  # a background loop must outlive any single failure
+                log.exception("flush failed")
+
+    async def run_cache_cleanup(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.cache_cleanup_interval_s)
+            removed = self.cleanup_cache()
+            if removed:
+                log.info("throttle cache cleanup", extra={"removed": removed})
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """On shutdown: let pending writes finish (bounded), then flush what is left."""
+        if self._writes:
+            _, still = await asyncio.wait(set(self._writes), timeout=timeout_s)
+            for task in still:
+                task.cancel()
+        with contextlib.suppress(RedisError):
+            await self.flush()
