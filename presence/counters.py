@@ -2,13 +2,19 @@
 
 Each worker counts in memory and adds its deltas to Redis every :data:`FLUSH_INTERVAL_S`, so the
 request path never pays a round trip for a counter and the cluster-wide sum trails the last
-request by at most that interval. A reset starts a new generation: deltas a worker counted
-before it learnt of the reset are dropped rather than leaking into the fresh counters.
+request by at most that interval.
+
+Every delta carries the millisecond of the activity it counts (a write's outcome carries the
+time of the request that caused it), and Redis keeps only deltas at or after the last reset. So a
+reset issued on any worker zeroes the counters cluster-wide without losing what follows it or
+keeping what came before it, and ``total == throttled + successful + failed`` holds across a
+reset. Workers' clocks are compared here, so they should agree (NTP) to the millisecond range.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -58,29 +64,28 @@ class ClusterCounters:
         self._redis = redis
         self._keys = keys
         self._metrics = metrics
-        self._deltas: dict[str, int] = dict.fromkeys(FIELDS, 0)
-        self._generation = "*"  # unknown until the first answer from Redis
+        self._deltas: defaultdict[tuple[int, str], int] = defaultdict(int)
         self._add = redis.register_script(ADD_COUNTERS)
         self._reset = redis.register_script(RESET_COUNTERS)
 
-    def add(self, field: str, amount: int = 1) -> None:
-        self._deltas[field] += amount
+    def add(self, field: str, at: float) -> None:
+        """Count one event of the activity that happened at ``at`` (epoch seconds)."""
+        self._deltas[(int(at * 1000), field)] += 1
 
     async def flush(self) -> None:
         """Push this worker's deltas; on a Redis error they stay here for the next flush."""
-        pending = {k: v for k, v in self._deltas.items() if v}
-        args: list[str | int] = [self._generation]
-        for field, amount in pending.items():
-            args += [field, amount]
-            self._deltas[field] -= amount
+        if not self._deltas:
+            return
+        pending, self._deltas = self._deltas, defaultdict(int)
+        args: list[str | int] = []
+        for (at_ms, field), amount in pending.items():
+            args += [at_ms, field, amount]
         try:
-            generation = await self._add(keys=[self._keys.counters], args=args)
+            await self._add(keys=[self._keys.counters], args=args)
         except RedisError:
             self._metrics.redis_errors.labels(operation="counters").inc()
-            for field, amount in pending.items():
-                self._deltas[field] += amount
-            return
-        self._generation = _text(generation)
+            for key, amount in pending.items():
+                self._deltas[key] += amount
 
     async def read(self, now_ms: int) -> StatusMetrics:
         await self.flush()
@@ -98,11 +103,9 @@ class ClusterCounters:
             cache_size=int(windows),
         )
 
-    async def reset(self) -> None:
-        generation = await self._reset(keys=[self._keys.counters], args=list(FIELDS))
-        self._deltas = dict.fromkeys(FIELDS, 0)
-        self._generation = _text(generation)
+    async def reset(self, now_ms: int) -> None:
+        await self._reset(keys=[self._keys.counters], args=[now_ms, *FIELDS])
 
 
-def _text(value: bytes | str | int) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -36,7 +36,7 @@ class Keys:
 
     @property
     def counters(self) -> str:
-        """Hash of the cluster-wide status counters plus ``gen``, bumped by every reset."""
+        """Hash of the cluster-wide status counters plus ``resetAt`` (epoch ms of the last reset)."""
         return f"{self.prefix}counters"
 
     @property
@@ -94,27 +94,28 @@ end
 return 0
 """
 
-# Add one worker's counter deltas, unless a reset happened since the worker last looked:
-# deltas counted before a reset must not leak into the fresh counters.
-# KEYS[1] counters   ARGV[1] generation the deltas belong to ('*' = any)   ARGV[2..] field, delta
-# Returns the current generation.
+# Add one worker's counter deltas, each stamped with the millisecond of the activity it counts,
+# keeping only those at or after the last reset: nothing from before a reset leaks into the fresh
+# counters, nothing after it is lost, whichever worker reset and whenever the others flush.
+# KEYS[1] counters   ARGV[1..] triples of (epoch ms, field, delta)
 ADD_COUNTERS = """
-local gen = redis.call('HGET', KEYS[1], 'gen') or '0'
-if ARGV[1] == '*' or ARGV[1] == gen then
-  for i = 2, #ARGV, 2 do
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+local reset_at = tonumber(redis.call('HGET', KEYS[1], 'resetAt') or '0')
+for i = 1, #ARGV, 3 do
+  if tonumber(ARGV[i]) >= reset_at then
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 1], ARGV[i + 2])
   end
 end
-return gen
+return 1
 """
 
-# Zero the counters cluster-wide and start a new generation.
-# KEYS[1] counters   ARGV[1..] counter fields   Returns the new generation.
+# Zero the counters cluster-wide from a moment on.
+# KEYS[1] counters   ARGV[1] epoch ms of the reset   ARGV[2..] counter fields
 RESET_COUNTERS = """
-for i = 1, #ARGV do
+redis.call('HSET', KEYS[1], 'resetAt', ARGV[1])
+for i = 2, #ARGV do
   redis.call('HSET', KEYS[1], ARGV[i], 0)
 end
-return tostring(redis.call('HINCRBY', KEYS[1], 'gen', 1))
+return 1
 """
 
 # Count subjects marked online whose presence still holds, by kind (users, anonymous).

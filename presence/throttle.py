@@ -105,14 +105,14 @@ class ActivityTracker:
         now = self._clock.now()
         mono = self._clock.monotonic()
         kind = subject.kind.value
-        self._counters.add(TOTAL)
+        self._counters.add(TOTAL, now)
         self._metrics.activity_calls.labels(kind=kind).inc()
 
         window = self._cache.get(subject)
         if window is not None and policy.window_covers(window.ends, mono):
             window.last_used = mono
             self._pending_last[subject.member] = max(now, self._pending_last.get(subject.member, 0))
-            self._counters.add(THROTTLED)
+            self._counters.add(THROTTLED, now)
             self._metrics.throttled_calls.labels(kind=kind).inc()
             self._metrics.local_cache_hits.inc()
             return ActivityOutcome(won_window=False, became_online=False)
@@ -136,7 +136,7 @@ class ActivityTracker:
             )
         except RedisError:
             self._metrics.redis_errors.labels(operation="activity").inc()
-            self._counters.add(FAILED)
+            self._counters.add(FAILED, now)
             self._metrics.db_updates.labels(result="failed").inc()
             return ActivityOutcome(won_window=False, became_online=False)
 
@@ -145,7 +145,7 @@ class ActivityTracker:
         if won:
             self._start_write(subject, now, token, mark_online=bool(became))
         else:
-            self._counters.add(THROTTLED)
+            self._counters.add(THROTTLED, now)
             self._metrics.throttled_calls.labels(kind=kind).inc()
             if became:
                 self._start_online_flag(subject)
@@ -156,7 +156,7 @@ class ActivityTracker:
     ) -> None:
         if len(self._writes) >= MAX_PENDING_WRITES:
             log.warning("write queue full, dropping activity", extra={"subject": subject.member})
-            self._spawn(self._fail(subject, token))
+            self._spawn(self._fail(subject, at, token))
             return
         self._spawn(self._write(subject, at, token, mark_online=mark_online))
 
@@ -177,14 +177,14 @@ class ActivityTracker:
         except StoreError as exc:
             self._metrics.mongo_errors.labels(operation="record_activity").inc()
             log.warning("lastActiveAt write failed: %s", exc, extra={"subject": subject.member})
-            await self._fail(subject, token)
+            await self._fail(subject, at, token)
             return
-        self._counters.add(SUCCESSFUL)
+        self._counters.add(SUCCESSFUL, at)
         self._metrics.db_updates.labels(result="success").inc()
 
-    async def _fail(self, subject: SubjectRef, token: str) -> None:
+    async def _fail(self, subject: SubjectRef, at: float, token: str) -> None:
         """Count the failure and give the window back so the next activity retries."""
-        self._counters.add(FAILED)
+        self._counters.add(FAILED, at)
         self._metrics.db_updates.labels(result="failed").inc()
         self._cache.pop(subject, None)
         try:

@@ -40,7 +40,7 @@ class Components:
 
 
 COMPONENTS = web.AppKey("components", Components)
-PRINCIPAL = "presence.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def components(request: web.Request) -> Components:
@@ -48,5 +48,4 @@ def components(request: web.Request) -> Components:
 
 
 def cached_principal(request: web.Request) -> Principal | None:
-    found = request.get(PRINCIPAL)
-    return found if isinstance(found, Principal) else None
+    return request.get(PRINCIPAL)

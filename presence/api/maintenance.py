@@ -42,7 +42,7 @@ async def status_metrics(request: web.Request) -> web.Response:
 async def reset_status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
-    await c.counters.reset()
+    await c.counters.reset(int(c.clock.now() * 1000))
     snapshot = await c.counters.read(int(c.clock.now() * 1000))
     return web.json_response({"success": True, "data": snapshot.to_json()})
 

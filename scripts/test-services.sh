@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Make sure the real servers the tests need are installed: redis-server (Debian package) and a
+# MongoDB-compatible server (a mongod on PATH, else FerretDB built from source into .cache/).
+# Idempotent: a warm machine skips everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FERRETDB_VERSION=v1.24.2
+CACHE="$PWD/.cache"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test-services: installing redis-server" >&2
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+    # The package starts a system-wide server on 6379; tests start their own on free ports.
+    (service redis-server stop || true) >/dev/null 2>&1
+  else
+    echo "test-services: redis-server is missing and this user cannot install it" >&2
+    exit 1
+  fi
+fi
+
+if command -v mongod >/dev/null 2>&1; then
+  exit 0
+fi
+if [ -x "$CACHE/bin/ferretdb" ] && [ "$(cat "$CACHE/bin/ferretdb.version" 2>/dev/null)" = "$FERRETDB_VERSION" ]; then
+  exit 0
+fi
+command -v go >/dev/null 2>&1 || { echo "test-services: neither mongod nor go is available" >&2; exit 1; }
+echo "test-services: building FerretDB $FERRETDB_VERSION (once; cached in .cache/)" >&2
+export GOPATH="$CACHE/go" GOFLAGS=-modcacherw
+src_dir=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+work="$CACHE/ferretdb-src"
+rm -rf "$work"
+cp -r "$src_dir" "$work"
+chmod -R u+w "$work"
+# A module download has no git metadata; FerretDB reads its version from this file.
+echo "$FERRETDB_VERSION" > "$work/build/version/version.txt"
+mkdir -p "$CACHE/bin"
+(cd "$work" && go build -o "$CACHE/bin/ferretdb" ./cmd/ferretdb)
+echo "$FERRETDB_VERSION" > "$CACHE/bin/ferretdb.version"
+rm -rf "$work"

@@ -1,0 +1,155 @@
+"""One suite, every store: the in-memory store and MongoDB (the real MongoDB-compatible server)
+must behave the same for everything the service relies on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, from_epoch
+from presence.store.base import DuplicateError, Store
+from presence.store.memory import MemoryStore
+from presence.store.mongo import MongoStore
+
+T0 = from_epoch(1_800_000_000.0)
+
+
+@pytest.fixture(params=["memory", "mongo"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    url: str = request.getfixturevalue("mongo_url")
+    name = f"c_{uuid.uuid4().hex[:10]}"
+    mongo = MongoStore.from_url(url, name)
+    await mongo.ensure_indexes()
+    yield mongo
+    await mongo.close()
+    admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    await admin.drop_database(name)
+    await admin.close()
+
+
+async def _user(store: Store, name: str = "ann", role: Role = Role.USER) -> SubjectRef:
+    user = await store.create_user(
+        username=name, email=f"{name}@Example.test", password_hash="hash", role=role, now=T0
+    )
+    return SubjectRef(SubjectKind.USER, user.id)
+
+
+async def test_users_round_trip_with_case_folded_unique_email(store: Store) -> None:
+    subject = await _user(store)
+    user = await store.get_user(subject.id)
+    assert user is not None
+    assert (user.username, user.email, user.role, user.is_active) == (
+        "ann", "ann@example.test", Role.USER, True,
+    )
+    assert user.created_at == T0
+    assert await store.find_user_by_email("ANN@example.TEST") == user
+    with pytest.raises(DuplicateError):
+        await _user(store)
+    assert await store.count_users() == 1
+    assert await store.get_user("missing") is None
+
+
+async def test_indexes_can_be_created_again(store: Store) -> None:
+    await store.ensure_indexes()
+    await store.ensure_indexes()
+    await store.ping()
+
+
+async def test_deactivation_is_stored(store: Store) -> None:
+    subject = await _user(store)
+    assert await store.set_user_active(subject.id, False)
+    user = await store.get_user(subject.id)
+    assert user is not None and not user.is_active
+    assert not await store.set_user_active("missing", False)
+
+
+async def test_existing_user_ids(store: Store) -> None:
+    a = await _user(store, "a")
+    b = await _user(store, "b")
+    assert await store.existing_user_ids([a.id, b.id, "nope"]) == {a.id, b.id}
+
+
+async def test_conversations_list_by_member_oldest_first(store: Store) -> None:
+    a, b, c = [await _user(store, n) for n in ("a", "b", "c")]
+    first = await store.create_conversation(
+        title="one", member_ids=[a.id, b.id], created_by=a.id, now=T0
+    )
+    second = await store.create_conversation(
+        title="two", member_ids=[a.id, c.id], created_by=a.id, now=T0 + timedelta(seconds=1)
+    )
+    assert [x.id for x in await store.list_conversations(a.id)] == [first.id, second.id]
+    assert [x.id for x in await store.list_conversations(b.id)] == [first.id]
+    assert await store.get_conversation(first.id) == first
+    assert first.member_ids == (a.id, b.id)
+
+
+async def test_share_links_and_participants(store: Store) -> None:
+    a = await _user(store)
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=T0 + timedelta(hours=1), now=T0
+    )
+    assert await store.get_share_link(link.id) == link
+    guest = await store.create_participant(
+        conversation_id=conv.id, share_link_id=link.id, nickname="guest", token_hash="h1", now=T0
+    )
+    assert await store.find_participant_by_token_hash("h1") == guest
+    assert await store.find_participant_by_token_hash("h2") is None
+    assert await store.get_participant(guest.id) == guest
+    assert [p.id for p in await store.list_participants(conv.id)] == [guest.id]
+    assert await store.count_participants() == 1
+    assert await store.set_participant_active(guest.id, False)
+    assert await store.list_participants(conv.id) == []
+    assert await store.count_participants() == 0
+
+
+async def test_last_active_at_never_moves_backwards(store: Store) -> None:
+    subject = await _user(store)
+    later, earlier = T0 + timedelta(seconds=30), T0 + timedelta(seconds=10)
+    assert await store.record_activity(subject, later, mark_online=True)
+    assert await store.record_activity(subject, earlier, mark_online=False)
+    found = (await store.get_presence([subject]))[subject]
+    assert found.last_active_at == later
+    assert found.is_online
+    assert not await store.record_activity(
+        SubjectRef(SubjectKind.USER, "missing"), later, mark_online=False
+    )
+
+
+async def test_online_flag_last_seen_and_manual_status(store: Store) -> None:
+    subject = await _user(store)
+    seen = T0 + timedelta(seconds=5)
+    assert await store.set_online(subject, False, last_seen=seen)
+    assert await store.set_online(subject, False, last_seen=T0)  # never lowered
+    assert await store.set_manual_status(subject, ManualStatus.DND)
+    found = (await store.get_presence([subject]))[subject]
+    assert (found.is_online, found.last_seen, found.manual_status) == (
+        False, seen, ManualStatus.DND,
+    )
+    assert found.name == "ann"
+
+
+async def test_presence_of_users_and_guests_unknown_left_out(store: Store) -> None:
+    a = await _user(store)
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
+    )
+    guest = await store.create_participant(
+        conversation_id=conv.id, share_link_id=link.id, nickname="g", token_hash="h", now=T0
+    )
+    g = SubjectRef(SubjectKind.ANONYMOUS, guest.id)
+    missing = SubjectRef(SubjectKind.USER, "missing")
+    found = await store.get_presence([a, g, missing])
+    assert set(found) == {a, g}
+    assert found[g].name == "g"
+    assert found[g].manual_status is ManualStatus.ONLINE
+    assert found[g].last_active_at is None

@@ -1,0 +1,118 @@
+"""Several workers (app instances) sharing one real Redis and one real database, in-process."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
+from pymongo import AsyncMongoClient, monitoring
+
+from presence.api.context import COMPONENTS, Components
+from presence.app import create_app
+from presence.auth.passwords import Passwords
+from presence.config import Settings
+from presence.domain import Role
+from presence.store.mongo import MongoStore
+
+
+def fast_passwords() -> Passwords:
+    # argon2id with the smallest cost: the tests check behaviour, not hash strength.
+    return Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+class WriteCounter(monitoring.CommandListener):
+    """Counts ``lastActiveAt`` writes at the driver boundary, where the service cannot lie."""
+
+    def __init__(self) -> None:
+        self.last_active_writes = 0
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(event.command_name)
+        if event.command_name != "update":
+            return
+        for update in event.command.get("updates", []):
+            if "lastActiveAt" in str(update.get("u", {})):
+                self.last_active_writes += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+@dataclass
+class Worker:
+    app: web.Application
+    client: TestClient[web.Request, web.Application]
+
+    @property
+    def c(self) -> Components:
+        return self.app[COMPONENTS]
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    workers: list[Worker] = field(default_factory=list)
+    writes: WriteCounter = field(default_factory=WriteCounter)
+
+    def __getitem__(self, index: int) -> Worker:
+        return self.workers[index]
+
+    async def register(self, name: str, worker: int = 0) -> tuple[str, str]:
+        """A new user through the API; returns (token, user id)."""
+        resp = await self[worker].client.post(
+            "/api/auth/register",
+            json={"username": name, "email": f"{name}@example.test", "password": "password-1"},
+        )
+        assert resp.status == 201, await resp.text()
+        body = await resp.json()
+        return body["token"], body["user"]["id"]
+
+    async def admin_token(self) -> str:
+        accounts = self[0].c.accounts
+        email = "root@example.test"
+        if await self[0].c.store.find_user_by_email(email) is None:
+            await accounts.create_user(
+                username="root", email=email, password="password-1", role=Role.ADMIN
+            )
+        return await accounts.token_for(email)
+
+    async def settle(self) -> None:
+        """Wait for background writes and push every worker's counters to Redis."""
+        for w in self.workers:
+            await w.c.tracker.drain()
+            await w.c.presence.drain()
+
+    async def close(self) -> None:
+        for w in self.workers:
+            await w.client.close()
+
+
+async def start_cluster(
+    settings: Settings, count: int, *, overrides: Sequence[dict[str, Any]] = ()
+) -> Cluster:
+    cluster = Cluster(settings)
+    for index in range(count):
+        extra = overrides[index] if index < len(overrides) else {}
+        worker_settings = dataclasses.replace(settings, worker_id=f"w{index}", **extra)
+        assert settings.mongo_url is not None
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongo_url, tz_aware=True, event_listeners=[cluster.writes]
+        )
+        app = create_app(
+            worker_settings,
+            store=MongoStore(client, settings.mongo_db),
+            passwords=fast_passwords(),
+        )
+        test_client = TestClient(TestServer(app))
+        await test_client.start_server()
+        cluster.workers.append(Worker(app, test_client))
+    return cluster

@@ -1,0 +1,85 @@
+"""Settings: defaults, fractions, and one clear line naming the bad variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from presence.config import ConfigError, load_settings
+
+SECRET = "x" * 32
+SERVICES = {
+    "PRESENCE_REDIS_URL": "redis://localhost:6379/0",
+    "PRESENCE_MONGO_URL": "mongodb://localhost:27017",
+    "PRESENCE_JWT_SECRET": SECRET,
+}
+
+
+def test_no_service_urls_means_embedded_mode_with_spec_defaults() -> None:
+    s = load_settings({})
+    assert s.embedded
+    assert (s.host, s.port) == ("0.0.0.0", 3000)
+    assert s.throttle_interval_s == 60
+    assert s.maintenance_interval_s == 15
+    assert s.offline_threshold_s == 300
+    assert s.offline_grace_s == 5
+    assert (s.cache_cleanup_interval_s, s.cache_max_age_s) == (300, 600)
+    assert (s.leader_ttl_s, s.worker_ttl_s) == (15, 15)
+    assert (s.ping_interval_s, s.ping_timeout_s) == (25, 20)
+    assert s.max_connections == 20000
+    assert s.cors_origins == ("*",)
+    assert (s.log_level, s.log_format) == ("INFO", "json")
+
+
+def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
+    s = load_settings(
+        {**SERVICES, "PRESENCE_THROTTLE_INTERVAL_S": "0.5", "PRESENCE_OFFLINE_THRESHOLD_S": "2"}
+    )
+    assert s.throttle_interval_s == 0.5
+    assert s.offline_threshold_s == 2.0
+    assert not s.embedded
+    assert s.cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PRESENCE_PORT": "http"}, "PRESENCE_PORT"),
+        ({"PRESENCE_PORT": "70000"}, "PRESENCE_PORT"),
+        ({"PRESENCE_THROTTLE_INTERVAL_S": "soon"}, "PRESENCE_THROTTLE_INTERVAL_S"),
+        ({"PRESENCE_THROTTLE_INTERVAL_S": "0"}, "PRESENCE_THROTTLE_INTERVAL_S"),
+        ({"PRESENCE_OFFLINE_THRESHOLD_S": "-1"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
+        ({"PRESENCE_OFFLINE_THRESHOLD_S": "nan"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
+        ({"PRESENCE_OFFLINE_THRESHOLD_S": "30"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
+        ({"PRESENCE_MAX_CONNECTIONS": "0"}, "PRESENCE_MAX_CONNECTIONS"),
+        ({"PRESENCE_LOG_LEVEL": "LOUD"}, "PRESENCE_LOG_LEVEL"),
+        ({"PRESENCE_LOG_FORMAT": "xml"}, "PRESENCE_LOG_FORMAT"),
+        ({"PRESENCE_JWT_SECRET": "short"}, "PRESENCE_JWT_SECRET"),
+        ({"PRESENCE_REDIS_URL": "localhost:6379"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_MONGO_URL": "http://mongo"}, "PRESENCE_MONGO_URL"),
+    ],
+)
+def test_a_bad_value_names_its_variable_in_one_line(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**SERVICES, **env})
+    message = str(caught.value)
+    assert message.startswith(variable + ":")
+    assert "\n" not in message
+
+
+def test_one_service_url_without_the_other_is_refused() -> None:
+    with pytest.raises(ConfigError, match="^PRESENCE_MONGO_URL:"):
+        load_settings({"PRESENCE_REDIS_URL": "redis://localhost"})
+
+
+def test_a_secret_is_required_outside_embedded_mode() -> None:
+    env = {k: v for k, v in SERVICES.items() if k != "PRESENCE_JWT_SECRET"}
+    with pytest.raises(ConfigError, match="^PRESENCE_JWT_SECRET: required"):
+        load_settings(env)
+
+
+def test_repr_hides_the_secret_and_url_passwords() -> None:
+    s = load_settings({**SERVICES, "PRESENCE_REDIS_URL": "redis://:hunter2@redis:6379/0"})
+    shown = repr(s)
+    assert SECRET not in shown
+    assert "hunter2" not in shown
+    assert "redis:6379" in shown

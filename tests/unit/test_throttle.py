@@ -1,0 +1,148 @@
+"""The activity tracker's decisions, on in-process Redis (fakeredis) and the memory store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import fakeredis
+import pytest
+
+from presence.clock import Clock, SystemClock
+from presence.config import load_settings
+from presence.counters import ClusterCounters
+from presence.domain import Role, SubjectKind, SubjectRef, from_epoch
+from presence.keys import Keys
+from presence.metrics import Metrics
+from presence.store.base import StoreError
+from presence.store.memory import MemoryStore
+from presence.throttle import ActivityTracker
+from tests.support.fakes import FakeClock
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose activity writes fail while ``down`` is set."""
+
+    down = False
+    writes = 0
+
+    async def record_activity(
+        self, subject: SubjectRef, at: datetime, *, mark_online: bool
+    ) -> bool:
+        if self.down:
+            raise StoreError("database down")
+        self.writes += 1
+        return await super().record_activity(subject, at, mark_online=mark_online)
+
+
+@dataclasses.dataclass
+class Rig:
+    tracker: ActivityTracker
+    store: FlakyStore
+    counters: ClusterCounters
+    metrics: Metrics
+    subject: SubjectRef
+    redis: fakeredis.FakeAsyncRedis
+
+
+async def make_rig(clock: Clock, **overrides: float) -> Rig:
+    settings = dataclasses.replace(load_settings({}), **overrides)
+    redis = fakeredis.FakeAsyncRedis()
+    store = FlakyStore()
+    user = await store.create_user(
+        username="ann", email="ann@example.test", password_hash="x",
+        role=Role.USER,
+        now=from_epoch(clock.now()),
+    )
+    metrics = Metrics("w0")
+    keys = Keys("t:")
+    counters = ClusterCounters(redis, keys, metrics)
+    tracker = ActivityTracker(
+        redis=redis, store=store, keys=keys, clock=clock, settings=settings,
+        metrics=metrics, counters=counters,
+    )
+    return Rig(tracker, store, counters, metrics, SubjectRef(SubjectKind.USER, user.id), redis)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    r = await make_rig(SystemClock(), throttle_interval_s=0.3, offline_threshold_s=1.0)
+    yield r
+    await r.tracker.drain()
+    await r.redis.aclose()
+
+
+async def test_first_activity_writes_and_the_rest_of_the_window_skips_redis(rig: Rig) -> None:
+    first = await rig.tracker.record(rig.subject)
+    assert first.won_window and first.became_online
+    for _ in range(100):
+        outcome = await rig.tracker.record(rig.subject)
+        assert not outcome.won_window
+    await rig.tracker.drain()
+    snapshot = await rig.counters.read(0)
+    assert (snapshot.total_requests, snapshot.throttled_requests) == (101, 100)
+    assert snapshot.successful_updates == 1
+    assert rig.store.writes == 1
+    # The 100 throttled calls never reached Redis: the local cache answered them.
+    assert rig.metrics.local_cache_hits._value.get() == 100
+
+
+async def test_the_next_window_writes_again(rig: Rig) -> None:
+    await rig.tracker.record(rig.subject)
+    await asyncio.sleep(0.35)
+    again = await rig.tracker.record(rig.subject)
+    assert again.won_window
+    assert not again.became_online  # still fresh: no transition
+    await rig.tracker.drain()
+    assert rig.store.writes == 2
+
+
+async def test_a_failed_write_releases_the_window_so_the_next_activity_retries(
+    rig: Rig,
+) -> None:
+    rig.store.down = True
+    await rig.tracker.record(rig.subject)
+    await rig.tracker.drain()
+    assert not await rig.redis.exists(f"t:throttle:user:{rig.subject.id}")
+    rig.store.down = False
+    retried = await rig.tracker.record(rig.subject)
+    assert retried.won_window
+    await rig.tracker.drain()
+    snapshot = await rig.counters.read(0)
+    assert (snapshot.failed_updates, snapshot.successful_updates) == (1, 1)
+    assert snapshot.total_requests == 2
+    assert rig.store.writes == 1
+
+
+async def test_a_subject_quiet_past_the_threshold_comes_back_online(rig: Rig) -> None:
+    assert (await rig.tracker.record(rig.subject)).became_online
+    assert not (await rig.tracker.record(rig.subject)).became_online
+    await asyncio.sleep(1.1)
+    assert (await rig.tracker.record(rig.subject)).became_online
+
+
+async def test_precise_last_activity_reaches_redis_on_flush(rig: Rig) -> None:
+    await rig.tracker.record(rig.subject)
+    await asyncio.sleep(0.05)
+    await rig.tracker.record(rig.subject)  # a cache hit: only local until the flush
+    before = await rig.redis.zscore("t:last", rig.subject.member)
+    await rig.tracker.flush()
+    after = await rig.redis.zscore("t:last", rig.subject.member)
+    assert before is not None and after is not None
+    assert after - before >= 40
+
+
+async def test_cache_cleanup_drops_entries_older_than_the_max_age() -> None:
+    clock = FakeClock()
+    r = await make_rig(clock, cache_max_age_s=600, throttle_interval_s=60)
+    await r.tracker.record(r.subject)
+    assert r.tracker.cache_size == 1
+    clock.advance(599)
+    assert r.tracker.cleanup_cache() == 0
+    clock.advance(2)
+    assert r.tracker.cleanup_cache() == 1
+    assert r.tracker.cache_size == 0
+    await r.tracker.drain()
+    await r.redis.aclose()
