@@ -36,7 +36,7 @@ class Keys:
 
     @property
     def counters(self) -> str:
-        """Hash of the cluster-wide status counters plus ``resetAt`` (epoch ms of the last reset)."""
+        """Hash of the cluster-wide status counters and ``resetAt`` (epoch ms of the last reset)."""
         return f"{self.prefix}counters"
 
     @property

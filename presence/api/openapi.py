@@ -109,6 +109,15 @@ SCHEMAS: dict[str, Schema] = {
     ),
 }
 
+# The caller's own record also says what it chose, which others never see (e.g. invisible).
+SCHEMAS["OwnPresence"] = _obj(
+    [*SCHEMAS["Presence"]["required"], "manualStatus"],
+    {
+        **SCHEMAS["Presence"]["properties"],
+        "manualStatus": {"enum": ["online", "away", "dnd", "invisible"]},
+    },
+)
+
 _SESSION = _obj(
     ["success", "token", "user"],
     {"success": {"const": True}, "token": _STR, "user": _ref("User")},
@@ -196,10 +205,7 @@ PATHS: dict[str, Schema] = {
         "put": _op(
             "Set the caller's manual status",
             {
-                "200": _json(
-                    _ok({"allOf": [_ref("Presence")], "properties": {"manualStatus": _STR}}),
-                    "status set",
-                ),
+                "200": _json(_ok(_ref("OwnPresence")), "status set"),
                 **_errors(400, 401, 413),
             },
             security=_ANY_AUTH,

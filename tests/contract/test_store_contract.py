@@ -47,7 +47,10 @@ async def test_users_round_trip_with_case_folded_unique_email(store: Store) -> N
     user = await store.get_user(subject.id)
     assert user is not None
     assert (user.username, user.email, user.role, user.is_active) == (
-        "ann", "ann@example.test", Role.USER, True,
+        "ann",
+        "ann@example.test",
+        Role.USER,
+        True,
     )
     assert user.created_at == T0
     assert await store.find_user_by_email("ANN@example.TEST") == user
@@ -67,7 +70,8 @@ async def test_deactivation_is_stored(store: Store) -> None:
     subject = await _user(store)
     assert await store.set_user_active(subject.id, False)
     user = await store.get_user(subject.id)
-    assert user is not None and not user.is_active
+    assert user is not None
+    assert not user.is_active
     assert not await store.set_user_active("missing", False)
 
 
@@ -132,7 +136,9 @@ async def test_online_flag_last_seen_and_manual_status(store: Store) -> None:
     assert await store.set_manual_status(subject, ManualStatus.DND)
     found = (await store.get_presence([subject]))[subject]
     assert (found.is_online, found.last_seen, found.manual_status) == (
-        False, seen, ManualStatus.DND,
+        False,
+        seen,
+        ManualStatus.DND,
     )
     assert found.name == "ann"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,15 +31,15 @@ class WriteCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.last_active_writes = 0
-        self.commands: list[str] = []
+        self.by_subject: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
         if event.command_name != "update":
             return
         for update in event.command.get("updates", []):
             if "lastActiveAt" in str(update.get("u", {})):
                 self.last_active_writes += 1
+                self.by_subject[str(update.get("q", {}).get("_id"))] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         return None

@@ -89,8 +89,17 @@ def redis_server() -> Server:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="presence-redis-"))
     argv = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir),
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
     ]
     return Server(argv, port, workdir, workdir / "redis.log")
 
@@ -101,7 +110,13 @@ def mongo_server() -> Server:
     mongod = shutil.which("mongod")
     if mongod is not None:
         argv = [
-            mongod, "--port", str(port), "--bind_ip", "127.0.0.1", "--dbpath", str(workdir),
+            mongod,
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--dbpath",
+            str(workdir),
             "--quiet",
         ]
         return Server(argv, port, workdir, workdir / "mongod.log")
@@ -110,9 +125,14 @@ def mongo_server() -> Server:
     debug_port = free_port()
     (workdir / "data").mkdir()
     argv = [
-        str(FERRETDB), "--handler=sqlite", f"--sqlite-url=file:{workdir / 'data'}/",
-        f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable",
-        f"--debug-addr=127.0.0.1:{debug_port}", f"--state-dir={workdir}", "--log-level=warn",
+        str(FERRETDB),
+        "--handler=sqlite",
+        f"--sqlite-url=file:{workdir / 'data'}/",
+        f"--listen-addr=127.0.0.1:{port}",
+        "--telemetry=disable",
+        f"--debug-addr=127.0.0.1:{debug_port}",
+        f"--state-dir={workdir}",
+        "--log-level=warn",
     ]
     return Server(argv, port, workdir, workdir / "ferretdb.log", {"debug": debug_port})
 

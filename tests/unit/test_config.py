@@ -67,13 +67,13 @@ def test_a_bad_value_names_its_variable_in_one_line(env: dict[str, str], variabl
 
 
 def test_one_service_url_without_the_other_is_refused() -> None:
-    with pytest.raises(ConfigError, match="^PRESENCE_MONGO_URL:"):
+    with pytest.raises(ConfigError, match=r"^PRESENCE_MONGO_URL:"):
         load_settings({"PRESENCE_REDIS_URL": "redis://localhost"})
 
 
 def test_a_secret_is_required_outside_embedded_mode() -> None:
     env = {k: v for k, v in SERVICES.items() if k != "PRESENCE_JWT_SECRET"}
-    with pytest.raises(ConfigError, match="^PRESENCE_JWT_SECRET: required"):
+    with pytest.raises(ConfigError, match=r"^PRESENCE_JWT_SECRET: required"):
         load_settings(env)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import fakeredis
 import pytest
@@ -47,12 +48,14 @@ class Rig:
     redis: fakeredis.FakeAsyncRedis
 
 
-async def make_rig(clock: Clock, **overrides: float) -> Rig:
+async def make_rig(clock: Clock, **overrides: Any) -> Rig:
     settings = dataclasses.replace(load_settings({}), **overrides)
     redis = fakeredis.FakeAsyncRedis()
     store = FlakyStore()
     user = await store.create_user(
-        username="ann", email="ann@example.test", password_hash="x",
+        username="ann",
+        email="ann@example.test",
+        password_hash="x",
         role=Role.USER,
         now=from_epoch(clock.now()),
     )
@@ -60,8 +63,13 @@ async def make_rig(clock: Clock, **overrides: float) -> Rig:
     keys = Keys("t:")
     counters = ClusterCounters(redis, keys, metrics)
     tracker = ActivityTracker(
-        redis=redis, store=store, keys=keys, clock=clock, settings=settings,
-        metrics=metrics, counters=counters,
+        redis=redis,
+        store=store,
+        keys=keys,
+        clock=clock,
+        settings=settings,
+        metrics=metrics,
+        counters=counters,
     )
     return Rig(tracker, store, counters, metrics, SubjectRef(SubjectKind.USER, user.id), redis)
 
@@ -76,7 +84,8 @@ async def rig() -> AsyncIterator[Rig]:
 
 async def test_first_activity_writes_and_the_rest_of_the_window_skips_redis(rig: Rig) -> None:
     first = await rig.tracker.record(rig.subject)
-    assert first.won_window and first.became_online
+    assert first.won_window
+    assert first.became_online
     for _ in range(100):
         outcome = await rig.tracker.record(rig.subject)
         assert not outcome.won_window
@@ -130,7 +139,8 @@ async def test_precise_last_activity_reaches_redis_on_flush(rig: Rig) -> None:
     before = await rig.redis.zscore("t:last", rig.subject.member)
     await rig.tracker.flush()
     after = await rig.redis.zscore("t:last", rig.subject.member)
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after - before >= 40
 
 

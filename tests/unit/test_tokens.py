@@ -41,7 +41,9 @@ def test_an_issued_token_verifies_to_its_user() -> None:
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 def test_alg_none_is_refused(alg: str) -> None:
     now = int(time.time())
-    token = f"{_b64({'alg': alg, 'typ': 'JWT'})}.{_b64({'sub': 'u1', 'iat': now, 'exp': now + 60})}."
+    token = (
+        f"{_b64({'alg': alg, 'typ': 'JWT'})}.{_b64({'sub': 'u1', 'iat': now, 'exp': now + 60})}."
+    )
     with pytest.raises(TokenError):
         codec().verify(token)
 

@@ -1,0 +1,47 @@
+# presence: `make run` (embedded, no services) and `make test` (real Redis + MongoDB-compatible).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all run test test-unit lint format services clean
+
+all: lint test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## run: one worker in embedded mode on port 3000 (nothing persisted, no services needed)
+run: $(STAMP)
+	env -u PRESENCE_REDIS_URL -u PRESENCE_MONGO_URL PRESENCE_LOG_FORMAT=$${PRESENCE_LOG_FORMAT:-text} \
+		$(BIN)/presence serve
+
+## services: install redis-server and build FerretDB when no mongod is on PATH (cached)
+services:
+	bash scripts/test-services.sh
+
+## test: the whole suite; starts its own Redis and MongoDB-compatible servers on free ports
+test: $(STAMP) services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-unit: pure tests only, no services
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+## lint: ruff, ruff format --check, mypy --strict, import-linter layers
+lint: $(STAMP)
+	$(BIN)/ruff check presence tests
+	$(BIN)/ruff format --check presence tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix presence tests
+	$(BIN)/ruff format presence tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

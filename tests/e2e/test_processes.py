@@ -1,0 +1,132 @@
+"""Real ``presence`` processes: embedded mode on a machine with no services, several workers on
+real Redis and the real MongoDB-compatible server, and the operator commands."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import JWT_SECRET, service_env
+from tests.support.processes import clean_env, http, start_worker, wait_healthy
+
+
+def test_embedded_mode_serves_within_seconds_without_services(tmp_path: Path) -> None:
+    # An empty PATH: whatever this machine has installed, embedded mode cannot reach it.
+    worker = start_worker(clean_env(PATH="", PRESENCE_LOG_FORMAT="text"), tmp_path, "embedded")
+    try:
+        assert wait_healthy(worker) < 10
+        deadline = time.monotonic() + 5
+        while "admin token" not in worker.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = worker.output()
+        assert "NOTHING IS PERSISTED" in out
+        token = re.search(r"admin token\s+(\S+)", out)
+        assert token is not None, out
+        status, body = http(
+            "GET",
+            worker.url + "/maintenance/stats",
+            headers={"Authorization": f"Bearer {token.group(1)}"},
+        )
+        assert status == 200
+        assert body["data"]["totalUsers"] == 2
+        status, body = http("GET", worker.url + "/readyz")
+        assert status == 200
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0
+
+
+def test_three_worker_processes_share_throttle_and_counters(
+    tmp_path: Path, redis_url: str, mongo_url: str
+) -> None:
+    env = clean_env(**service_env(redis_url, mongo_url))
+    workers = [start_worker(env, tmp_path, f"w{i}") for i in range(3)]
+    try:
+        for w in workers:
+            wait_healthy(w)
+        status, body = http(
+            "POST",
+            workers[0].url + "/api/auth/register",
+            {"username": "ann", "email": "ann@example.test", "password": "password-1"},
+        )
+        assert status == 201
+        auth = {"Authorization": f"Bearer {body['token']}"}
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "presence",
+                "user",
+                "create",
+                "--email",
+                "ops@example.test",
+                "--password",
+                "password-1",
+                "--username",
+                "ops",
+                "--admin",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        token = subprocess.run(
+            [sys.executable, "-m", "presence", "token", "--email", "ops@example.test"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        admin = {"Authorization": f"Bearer {token}"}
+
+        for i in range(10):
+            status, _ = http("GET", workers[i % 3].url + "/api/users/me", headers=auth)
+            assert status == 200
+        time.sleep(1.0)
+        for w in workers:
+            status, body = http("GET", w.url + "/maintenance/status-metrics", headers=admin)
+            assert status == 200
+            assert body["data"] == {
+                "totalRequests": 10,
+                "throttledRequests": 9,
+                "successfulUpdates": 1,
+                "failedUpdates": 0,
+                "cacheSize": 1,
+                "throttleRate": 90.0,
+            }
+        status, body = http("GET", workers[2].url + "/maintenance/stats", headers=admin)
+        assert body["data"]["workers"] == 3
+        assert body["data"]["onlineUsers"] == 1
+    finally:
+        for w in workers:
+            w.stop()
+    assert [w.process.returncode for w in workers] == [0, 0, 0]
+
+
+def test_operator_commands_explain_what_they_need(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "presence", "token", "--email", "x@example.test"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "PRESENCE_MONGO_URL" in result.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "presence", "serve"],
+        env=clean_env(PRESENCE_PORT="http", PRESENCE_JWT_SECRET=JWT_SECRET),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "presence: configuration error: PRESENCE_PORT: expected an integer, got 'http'"
+    ]

@@ -1,0 +1,126 @@
+"""The served OpenAPI document is valid and every real response matches it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from tests.conftest import ClusterFactory
+from tests.support.cluster import Cluster
+
+
+class Recorder:
+    def __init__(self, cluster: Cluster, document: dict[str, Any]) -> None:
+        self.cluster = cluster
+        self.document = document
+        self.seen: set[tuple[str, str, str]] = set()
+        self.routes = [
+            (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
+            for path in document["paths"]
+        ]
+
+    def template(self, path: str) -> str:
+        bare = path.split("?")[0]
+        for pattern, template in self.routes:
+            if pattern.match(bare):
+                return str(template)
+        raise AssertionError(f"{path} is not in the OpenAPI document")
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = await self.cluster[0].client.request(method, path, **kwargs)
+        template = self.template(path)
+        operation = self.document["paths"][template][method.lower()]
+        status = str(resp.status)
+        assert status in operation["responses"], (
+            f"{method} {template} answered undocumented {status}"
+        )
+        content = operation["responses"][status]["content"]
+        if "application/json" in content:
+            body = await resp.json()
+            schema = {**content["application/json"]["schema"], **self.document_refs()}
+            Draft202012Validator(schema).validate(body)
+        else:
+            body = await resp.text()
+        self.seen.add((method.lower(), template, status))
+        return body
+
+    def document_refs(self) -> dict[str, Any]:
+        return {"components": self.document["components"]}
+
+
+async def test_real_responses_match_the_served_document(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(1)
+    document = await (await cluster[0].client.get("/openapi.json")).json()
+    validate(document)
+    r = Recorder(cluster, document)
+    admin = {"Authorization": f"Bearer {await cluster.admin_token()}"}
+
+    body = await r.call(
+        "POST",
+        "/api/auth/register",
+        json={"username": "ann", "email": "ann@example.test", "password": "password-1"},
+    )
+    ann = {"Authorization": f"Bearer {body['token']}"}
+    await r.call(
+        "POST",
+        "/api/auth/register",
+        json={"username": "ann", "email": "ann@example.test", "password": "password-1"},
+    )
+    await r.call("POST", "/api/auth/register", json={})
+    body = await r.call(
+        "POST",
+        "/api/auth/register",
+        json={"username": "bob", "email": "bob@example.test", "password": "password-1"},
+    )
+    bob_id = body["user"]["id"]
+    await r.call(
+        "POST", "/api/auth/login", json={"email": "ann@example.test", "password": "password-1"}
+    )
+    await r.call(
+        "POST", "/api/auth/login", json={"email": "ann@example.test", "password": "wrong-one"}
+    )
+
+    body = await r.call(
+        "POST", "/api/conversations", headers=ann, json={"title": "t", "memberIds": [bob_id]}
+    )
+    cid = body["data"]["id"]
+    await r.call("GET", "/api/conversations", headers=ann)
+    body = await r.call(
+        "POST", f"/api/conversations/{cid}/share-links", headers=ann, json={"expiresInSeconds": 60}
+    )
+    link = body["data"]["id"]
+    await r.call("POST", "/api/conversations/nope/share-links", headers=ann, json={})
+    body = await r.call("POST", f"/api/anonymous/join/{link}", json={"nickname": "guest"})
+    guest = {"X-Session-Token": body["sessionToken"]}
+    await r.call("POST", "/api/anonymous/join/nope", json={"nickname": "guest"})
+    await r.call("GET", "/api/users/me", headers=ann)
+    await r.call("GET", "/api/users/me", headers=guest)
+    await r.call("GET", "/api/users/me")
+    await r.call("PUT", "/api/users/me/status", headers=guest, json={"status": "away"})
+    await r.call("PUT", "/api/users/me/status", headers=ann, json={"status": "nope"})
+    await r.call("GET", f"/api/users/presence?ids={bob_id}", headers=ann)
+    await r.call("GET", f"/api/users/presence?ids={bob_id}", headers=guest)
+    await r.call("GET", f"/api/conversations/{cid}/presence", headers=guest)
+    await r.call("GET", "/api/conversations/nope/presence", headers=ann)
+    await r.call("GET", "/maintenance/stats", headers=admin)
+    await r.call("GET", "/maintenance/stats", headers=ann)
+    await r.call("GET", "/maintenance/status-metrics", headers=admin)
+    await r.call("POST", "/maintenance/status-metrics/reset", headers=admin)
+    await r.call(
+        "POST", "/maintenance/user-status", headers=admin, json={"userId": bob_id, "isOnline": True}
+    )
+    await r.call(
+        "POST",
+        "/maintenance/user-status",
+        headers=admin,
+        json={"userId": "nobody", "isOnline": True},
+    )
+    await r.call("GET", "/healthz")
+    await r.call("GET", "/readyz")
+    await r.call("GET", "/metrics")
+
+    operations = {(m, p) for p, ops in document["paths"].items() for m in ops}
+    assert operations == {(m, p) for m, p, _ in r.seen}, "an operation was never exercised"

@@ -1,0 +1,95 @@
+"""Workers as real ``presence serve`` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.servers import free_port
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any PRESENCE_* setting of the caller, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(env: dict[str, str], log_dir: Path, name: str) -> WorkerProcess:
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    full_env = {**env, "PRESENCE_PORT": str(port), "PRESENCE_HOST": "127.0.0.1"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "presence", "serve", "--worker-id", name],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return WorkerProcess(port, log_path, process, full_env)
+
+
+def http(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        status = err.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def wait_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
+    """Seconds until ``/healthz`` answered 200."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if worker.process.poll() is not None:
+            raise AssertionError(f"worker exited:\n{worker.output()[-3000:]}")
+        try:
+            status, _ = http("GET", worker.url + "/healthz")
+            if status == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no /healthz after {timeout_s} s:\n{worker.output()[-3000:]}")
