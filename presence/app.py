@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from presence.accounts import Accounts
 from presence.api import accounts, conversations, health, maintenance, openapi, users
 from presence.api.context import COMPONENTS, Components
+from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
 from presence.api.observe import timing_middleware
 from presence.auth.authenticator import Authenticator
@@ -110,7 +111,8 @@ def create_app(
     )
 
     app = web.Application(
-        middlewares=[timing_middleware, error_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[cors_middleware, timing_middleware, error_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[COMPONENTS] = components
     for module in (accounts, users, conversations, maintenance, health, openapi):

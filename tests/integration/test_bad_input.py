@@ -105,3 +105,21 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
     assert resp.status == 409
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/api/users/me", headers=user)).status == 200
+
+
+async def test_cors_answers_only_configured_origins(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(1, cors_origins=("https://chat.example",))
+    client = cluster[0].client
+    preflight = {
+        "Origin": "https://chat.example",
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    resp = await client.options("/api/users/me/status", headers=preflight)
+    assert resp.status == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://chat.example"
+    assert "X-Session-Token" in resp.headers["Access-Control-Allow-Headers"]
+    resp = await client.get("/healthz", headers={"Origin": "https://chat.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://chat.example"
+    resp = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
