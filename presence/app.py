@@ -22,14 +22,14 @@ from presence.api.observe import timing_middleware
 from presence.auth.authenticator import Authenticator
 from presence.auth.passwords import Passwords
 from presence.auth.tokens import JwtCodec
+from presence.clients import redis_from_url
 from presence.clock import Clock, SystemClock
 from presence.config import Settings
-from presence.connections import redis_from_url
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
 from presence.keys import Keys
 from presence.metrics import Metrics
-from presence.registry import WorkerRegistry
+from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
 from presence.store.base import Store, StoreError
 from presence.store.memory import MemoryStore
@@ -102,6 +102,9 @@ def create_app(
             settings=settings,
             metrics=metrics,
             tracker=tracker,
+            connections=ConnectionRegistry(
+                redis, keys, settings.worker_id, settings.offline_threshold_s
+            ),
         ),
         tracker=tracker,
         counters=counters,
@@ -150,6 +153,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         c.tracker.run_flusher(),
         c.tracker.run_cache_cleanup(),
         c.registry.run(),
+        c.presence.run_grace_finisher(),
     ]
     tasks = [asyncio.create_task(coro) for coro in background]
     if indexes is not None:

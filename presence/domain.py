@@ -81,9 +81,11 @@ class PresenceRecord:
     status: Status
     last_active_at: datetime | None
     last_seen: datetime | None
+    # Only in the subject's own view of itself: what it chose (others never see "invisible").
+    manual_status: ManualStatus | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "userId": self.subject.id,
             "username": self.username,
             "isAnonymous": self.subject.is_anonymous,
@@ -92,6 +94,18 @@ class PresenceRecord:
             "lastActiveAt": iso(self.last_active_at),
             "lastSeen": iso(self.last_seen),
         }
+        if self.manual_status is not None:
+            data["manualStatus"] = self.manual_status.value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A transition: what everyone else now sees, and what the subject's own sockets see."""
+
+    public: PresenceRecord
+    own: PresenceRecord
+    public_changed: bool
 
 
 def iso(moment: datetime | None) -> str | None:

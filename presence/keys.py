@@ -34,6 +34,28 @@ class Keys:
         """Set of subject members marked online."""
         return f"{self.prefix}online"
 
+    def connections(self, member: str) -> str:
+        """Hash: socket id -> owning worker id, for every live connection of one subject."""
+        return f"{self.prefix}conns:{member}"
+
+    def worker_connections(self, worker_id: str) -> str:
+        """Set of ``member|sid`` owned by one worker (to clean up after it, or re-register)."""
+        return f"{self.prefix}wconns:{worker_id}"
+
+    @property
+    def pending_offline(self) -> str:
+        """Sorted set: subject member -> epoch ms its last connection closed (in grace)."""
+        return f"{self.prefix}pending"
+
+    @property
+    def socketio_channel(self) -> str:
+        """Pub/sub channel of the Socket.IO message queue."""
+        return f"{self.prefix}socketio"
+
+    def auth_attempts(self, address: str) -> str:
+        """Counter of late ``authenticate`` attempts from one address; PX = one minute."""
+        return f"{self.prefix}authrate:{address}"
+
     @property
     def counters(self) -> str:
         """Hash of the cluster-wide status counters and ``resetAt`` (epoch ms of the last reset)."""
@@ -54,12 +76,30 @@ class Keys:
         return f"{self.prefix}leader"
 
 
+# Was the subject online a moment ago? Marked online, and a live connection, a connection that
+# closed within the grace period, or activity fresher than the threshold. Shared by the scripts
+# below so that every decision applies the same rule as presence.policy.is_online.
+# Uses KEYS online/conns/pending/last and the locals member, now, threshold.
+_WAS_ONLINE = """
+local function was_online(online, conns, pending, last, member, now, threshold)
+  if redis.call('SISMEMBER', online, member) == 0 then return 0 end
+  if redis.call('HLEN', conns) > 0 then return 1 end
+  if redis.call('ZSCORE', pending, member) then return 1 end
+  local prev = redis.call('ZSCORE', last, member)
+  if prev and tonumber(prev) >= now - threshold then return 1 end
+  return 0
+end
+"""
+
 # Record one activity that missed the local cache: claim the throttle window, raise the last
 # activity, mark online. One round trip, atomic, so exactly one worker sees each transition.
 # KEYS[1] throttle key  KEYS[2] windows  KEYS[3] last activity  KEYS[4] online set
+# KEYS[5] the subject's connections  KEYS[6] pending offline
 # ARGV[1] token  ARGV[2] interval ms  ARGV[3] member  ARGV[4] now ms  ARGV[5] threshold ms
 # Returns {won (0|1), window ms left, became online (0|1)}.
-ACTIVITY = """
+ACTIVITY = (
+    _WAS_ONLINE
+    + """
 local now = tonumber(ARGV[4])
 local interval = tonumber(ARGV[2])
 local won = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', interval)
@@ -70,17 +110,60 @@ if won then
 else
   left = redis.call('PTTL', KEYS[1])
 end
-local was_online = 0
-if redis.call('SISMEMBER', KEYS[4], ARGV[3]) == 1 then
-  local prev = redis.call('ZSCORE', KEYS[3], ARGV[3])
-  if prev and tonumber(prev) >= now - tonumber(ARGV[5]) then
-    was_online = 1
-  end
-end
+local was = was_online(KEYS[4], KEYS[5], KEYS[6], KEYS[3], ARGV[3], now, tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], 'GT', now, ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[3])
 if won then won = 1 else won = 0 end
-return {won, left, 1 - was_online}
+return {won, left, 1 - was}
+"""
+)
+
+# A connection of a subject authenticated on a worker.
+# KEYS[1] the subject's connections  KEYS[2] the worker's connections  KEYS[3] online set
+# KEYS[4] last activity  KEYS[5] pending offline
+# ARGV[1] sid  ARGV[2] worker id  ARGV[3] member  ARGV[4] now ms  ARGV[5] threshold ms
+# Returns 1 when this connection made the subject online (its first anywhere), else 0.
+CONNECT = (
+    _WAS_ONLINE
+    + """
+local now = tonumber(ARGV[4])
+local was = was_online(KEYS[3], KEYS[1], KEYS[5], KEYS[4], ARGV[3], now, tonumber(ARGV[5]))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3] .. '|' .. ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], 'GT', now, ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
+return 1 - was
+"""
+)
+
+# A connection closed. When it was the subject's last one anywhere, the subject enters the
+# grace period: it goes offline unless a connection comes back before the grace ends.
+# KEYS[1] the subject's connections  KEYS[2] the worker's connections  KEYS[3] pending offline
+# KEYS[4] last activity   ARGV[1] sid  ARGV[2] member  ARGV[3] now ms
+# Returns 1 when that was the last connection, else 0.
+DISCONNECT = """
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2] .. '|' .. ARGV[1])
+if removed == 1 and redis.call('HLEN', KEYS[1]) == 0 then
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], 'GT', ARGV[3], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# The grace period of a subject's last close has ended. Idempotent: of several workers finishing
+# the same close, exactly one gets 1 back and announces it.
+# KEYS[1] the subject's connections  KEYS[2] pending offline  KEYS[3] online set
+# ARGV[1] member  ARGV[2] epoch ms of the close being finished
+# Returns 1 when the subject went offline now, else 0 (reconnected, or already finished).
+FINISH_OFFLINE = """
+local closed = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not closed or tonumber(closed) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
+return redis.call('SREM', KEYS[3], ARGV[1])
 """
 
 # Give a throttle window back after a failed write, only if this worker still owns it.
@@ -118,16 +201,19 @@ end
 return 1
 """
 
-# Count subjects marked online whose presence still holds, by kind (users, anonymous).
-# KEYS[1] online set  KEYS[2] last activity   ARGV[1] cutoff ms (activity at or after it counts)
-COUNT_ONLINE = """
+# Count online subjects by kind (users, anonymous) with the rule of _WAS_ONLINE.
+# KEYS[1] online set  KEYS[2] last activity  KEYS[3] pending offline
+# ARGV[1] now ms  ARGV[2] threshold ms  ARGV[3] prefix of the connection hashes
+COUNT_ONLINE = (
+    _WAS_ONLINE
+    + """
 local users, anons = 0, 0
-local cutoff = tonumber(ARGV[1])
+local now, threshold = tonumber(ARGV[1]), tonumber(ARGV[2])
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local score = redis.call('ZSCORE', KEYS[2], member)
-  if score and tonumber(score) >= cutoff then
+  if was_online(KEYS[1], ARGV[3] .. member, KEYS[3], KEYS[2], member, now, threshold) == 1 then
     if string.sub(member, 1, 5) == 'anon:' then anons = anons + 1 else users = users + 1 end
   end
 end
 return {users, anons}
 """
+)

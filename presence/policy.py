@@ -16,6 +16,7 @@ class LiveState:
     marked_online: bool
     last_activity: float | None  # epoch seconds, precise to the millisecond
     connections: int = 0
+    in_grace: bool = False  # the last connection closed less than the grace period ago
 
 
 def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:
@@ -26,7 +27,7 @@ def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:
     """
     if not live.marked_online:
         return False
-    if live.connections > 0:
+    if live.connections > 0 or live.in_grace:
         return True
     return live.last_activity is not None and live.last_activity >= now - offline_threshold_s
 
@@ -36,6 +37,13 @@ def visible_status(online: bool, manual: ManualStatus) -> Status:
     if not online or manual is ManualStatus.INVISIBLE:
         return Status.OFFLINE
     return Status(manual.value)
+
+
+def own_status(online: bool, manual: ManualStatus) -> Status:
+    """What the subject sees of itself: invisible hides it from others, not from itself."""
+    if not online:
+        return Status.OFFLINE
+    return Status.ONLINE if manual is ManualStatus.INVISIBLE else Status(manual.value)
 
 
 def last_seen(

@@ -1,4 +1,11 @@
-"""Worker liveness in Redis: each worker proves it is alive with a key that expires.
+"""Who is connected where, and which workers are alive, in Redis.
+
+Connections: every live Socket.IO connection is recorded under its subject (sid -> worker) and
+under its worker, by Lua scripts, so "was this the subject's last connection anywhere?" has one
+answer even when a reconnect lands on another worker at the same moment. The last close starts
+a grace period; whichever worker finishes it first (atomically) announces the offline.
+
+Workers: each worker proves it is alive with a key that expires.
 
 A worker refreshes ``worker:<id>`` (its incarnation, PX = worker TTL) and its score in the
 ``workers`` sorted set every third of the TTL; a worker that stops refreshing drops out of the
@@ -11,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.clock import Clock
-from presence.keys import Keys
+from presence.domain import SubjectRef
+from presence.keys import CONNECT, DISCONNECT, FINISH_OFFLINE, Keys
 from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -62,3 +72,98 @@ class WorkerRegistry:
                 self._metrics.redis_errors.labels(operation="worker_heartbeat").inc()
                 log.warning("worker heartbeat failed")
             await asyncio.sleep(interval)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSubject:
+    """A subject whose last connection closed at ``closed_ms`` (epoch milliseconds)."""
+
+    subject: SubjectRef
+    closed_ms: int
+
+    @property
+    def closed_at(self) -> float:
+        return self.closed_ms / 1000
+
+
+class ConnectionRegistry:
+    def __init__(
+        self, redis: Redis, keys: Keys, worker_id: str, offline_threshold_s: float
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._worker_id = worker_id
+        self._threshold_ms = int(offline_threshold_s * 1000)
+        self._connect = redis.register_script(CONNECT)
+        self._disconnect = redis.register_script(DISCONNECT)
+        self._finish = redis.register_script(FINISH_OFFLINE)
+
+    async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
+        """Record the connection; True when it made the subject online."""
+        member = subject.member
+        became = await self._connect(
+            keys=[
+                self._keys.connections(member),
+                self._keys.worker_connections(self._worker_id),
+                self._keys.online,
+                self._keys.last_activity,
+                self._keys.pending_offline,
+            ],
+            args=[sid, self._worker_id, member, int(now * 1000), self._threshold_ms],
+        )
+        return bool(became)
+
+    async def disconnect(self, subject: SubjectRef, sid: str, now: float) -> bool:
+        """Forget the connection; True when it was the subject's last one anywhere."""
+        member = subject.member
+        last = await self._disconnect(
+            keys=[
+                self._keys.connections(member),
+                self._keys.worker_connections(self._worker_id),
+                self._keys.pending_offline,
+                self._keys.last_activity,
+            ],
+            args=[sid, member, int(now * 1000)],
+        )
+        return bool(last)
+
+    async def sids(self, subject: SubjectRef) -> list[str]:
+        """Every live connection id of the subject, on any worker."""
+        raw = await self._redis.hkeys(self._keys.connections(subject.member))
+        return [k.decode() if isinstance(k, bytes) else str(k) for k in raw]
+
+    async def graces_ended(self, closed_before: float, limit: int = 500) -> list[ClosedSubject]:
+        """Subjects whose last connection closed before ``closed_before``, oldest first."""
+        found = await self._redis.zrangebyscore(
+            self._keys.pending_offline,
+            "-inf",
+            int(closed_before * 1000),
+            start=0,
+            num=limit,
+            withscores=True,
+        )
+        pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
+        return [ClosedSubject(SubjectRef.from_member(_text(m)), int(s)) for m, s in pairs]
+
+    async def finish_offline(self, closed: ClosedSubject) -> bool:
+        """End one grace period; True for exactly one caller when the subject went offline."""
+        member = closed.subject.member
+        went = await self._finish(
+            keys=[
+                self._keys.connections(member),
+                self._keys.pending_offline,
+                self._keys.online,
+            ],
+            args=[member, closed.closed_ms],
+        )
+        return bool(went)
+
+    async def connection_counts(self, subjects: Sequence[SubjectRef]) -> list[int]:
+        pipe = self._redis.pipeline(transaction=False)
+        for subject in subjects:
+            pipe.hlen(self._keys.connections(subject.member))
+        return [int(n) for n in await pipe.execute()]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -29,15 +29,27 @@ from redis.exceptions import RedisError
 from presence import policy
 from presence.clock import Clock
 from presence.config import Settings
-from presence.domain import ManualStatus, PresenceRecord, SubjectRef, from_epoch, to_epoch
+from presence.domain import (
+    ManualStatus,
+    PresenceRecord,
+    Status,
+    StatusChange,
+    SubjectRef,
+    from_epoch,
+    to_epoch,
+)
 from presence.keys import COUNT_ONLINE, Keys
 from presence.metrics import Metrics
-from presence.store.base import Store, StoredPresence
+from presence.registry import ClosedSubject, ConnectionRegistry
+from presence.store.base import Store, StoredPresence, StoreError
 from presence.throttle import ActivityTracker
 
 log = logging.getLogger(__name__)
 
-StatusListener = Callable[[PresenceRecord], Awaitable[None]]
+StatusListener = Callable[[StatusChange], Awaitable[None]]
+# How often every worker looks for grace periods that have ended: the offline broadcast comes
+# at most this long after the grace (SPEC §9: within grace + 1 s).
+GRACE_POLL_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ class PresenceService:
         settings: Settings,
         metrics: Metrics,
         tracker: ActivityTracker,
+        connections: ConnectionRegistry,
     ) -> None:
         self._redis = redis
         self._store = store
@@ -65,43 +78,105 @@ class PresenceService:
         self._settings = settings
         self._metrics = metrics
         self._tracker = tracker
+        self._connections = connections
         self._listeners: list[StatusListener] = []
         self._announcements: set[asyncio.Task[None]] = set()
         self._count_online = redis.register_script(COUNT_ONLINE)
 
     def add_listener(self, listener: StatusListener) -> None:
-        """Called with the new presence record after every transition this worker decides."""
+        """Called with every transition this worker decides (each is decided by one worker)."""
         self._listeners.append(listener)
 
     async def activity(self, subject: SubjectRef) -> None:
         outcome = await self._tracker.record(subject)
         if outcome.became_online:
-            self._announce_later(subject)
+            self._announce_later(subject, Status.OFFLINE)
 
-    async def records(self, subjects: Sequence[SubjectRef]) -> list[PresenceRecord]:
-        """Presence of the subjects that exist, in the order asked."""
+    async def connect(self, subject: SubjectRef, sid: str) -> None:
+        """A connection authenticated. Its first connection anywhere makes the subject online."""
+        became = await self._connections.connect(subject, sid, self._clock.now())
+        await self.activity(subject)
+        if became:
+            try:
+                await self._store.set_online(subject, True)
+            except StoreError:
+                self._metrics.mongo_errors.labels(operation="set_online").inc()
+            await self._announce(subject, Status.OFFLINE)
+
+    async def disconnect(self, subject: SubjectRef, sid: str) -> None:
+        """A connection closed. After the last one, the subject goes offline once the grace
+        period ends without a new connection (see :meth:`finish_graces`)."""
+        await self._connections.disconnect(subject, sid, self._clock.now())
+
+    async def sids(self, subject: SubjectRef) -> list[str]:
+        return await self._connections.sids(subject)
+
+    async def finish_graces(self) -> int:
+        """Take offline every subject whose grace period ended; returns how many went offline.
+        Every worker runs this; the registry lets exactly one of them finish each close."""
+        due = await self._connections.graces_ended(
+            self._clock.now() - self._settings.offline_grace_s
+        )
+        went = 0
+        for closed in due:
+            if await self._connections.finish_offline(closed):
+                went += 1
+                await self._went_offline(closed)
+        return went
+
+    async def _went_offline(self, closed: ClosedSubject) -> None:
+        # lastSeen is the moment the last connection closed, not the moment we noticed.
+        try:
+            await self._store.set_online(
+                closed.subject, False, last_seen=from_epoch(closed.closed_at)
+            )
+        except StoreError:
+            self._metrics.mongo_errors.labels(operation="set_online").inc()
+        change = await self._change(closed.subject, before=None)
+        if change is not None:
+            await self._notify(change)
+
+    async def run_grace_finisher(self) -> None:
+        while True:
+            await asyncio.sleep(GRACE_POLL_S)
+            try:
+                await self.finish_graces()
+            except (RedisError, StoreError):
+                self._metrics.redis_errors.labels(operation="finish_graces").inc()
+            except Exception:  # a background loop must outlive any single failure
+                log.exception("finishing grace periods failed")
+
+    async def records(
+        self, subjects: Sequence[SubjectRef], viewer: SubjectRef | None = None
+    ) -> list[PresenceRecord]:
+        """Presence of the subjects that exist, in the order asked, as ``viewer`` sees them:
+        everyone's public view, except the viewer's own record."""
         if not subjects:
             return []
         stored = await self._store.get_presence(subjects)
         known = [s for s in subjects if s in stored]
         live = await self._live_states(known, stored)
         now = self._clock.now()
-        return [self._combine(stored[s], live[s], now) for s in known]
+        return [self._combine(stored[s], live[s], now, own=s == viewer) for s in known]
 
-    async def record(self, subject: SubjectRef) -> PresenceRecord | None:
-        found = await self.records([subject])
+    async def record(
+        self, subject: SubjectRef, viewer: SubjectRef | None = None
+    ) -> PresenceRecord | None:
+        found = await self.records([subject], viewer)
         return found[0] if found else None
 
     async def set_manual_status(
         self, subject: SubjectRef, status: ManualStatus
     ) -> PresenceRecord | None:
+        """Store the subject's choice; returns its own view of itself."""
         before = await self.record(subject)
         if before is None or not await self._store.set_manual_status(subject, status):
             return None
-        after = await self.record(subject)
-        if after is not None and _visible_change(before, after):
-            await self._notify(after)
-        return after
+        change = await self._change(subject, before=before.status)
+        if change is None:
+            return None
+        await self._notify(change)
+        return change.own
 
     async def force_online(self, subject: SubjectRef, online: bool) -> PresenceRecord | None:
         """Set the online flag by hand (the admin endpoint) and announce the change."""
@@ -118,21 +193,27 @@ class PresenceService:
         else:
             pipe = self._redis.pipeline(transaction=True)
             pipe.srem(self._keys.online, subject.member)
+            pipe.zrem(self._keys.pending_offline, subject.member)
             pipe.zscore(self._keys.last_activity, subject.member)
-            _, last_ms = await pipe.execute()
+            _, _, last_ms = await pipe.execute()
             last = now if last_ms is None else float(last_ms) / 1000
             await self._store.set_online(subject, False, last_seen=from_epoch(last))
         # The next activity must reach Redis to be able to bring the subject back online.
         self._tracker.forget(subject)
-        after = await self.record(subject)
-        if after is not None and _visible_change(before, after):
-            await self._notify(after)
-        return after
+        change = await self._change(subject, before=before.status)
+        if change is None:
+            return None
+        await self._notify(change)
+        return change.public
 
     async def online_counts(self) -> OnlineCounts:
-        cutoff = int((self._clock.now() - self._settings.offline_threshold_s) * 1000)
         users, anons = await self._count_online(
-            keys=[self._keys.online, self._keys.last_activity], args=[cutoff]
+            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
+            args=[
+                int(self._clock.now() * 1000),
+                int(self._settings.offline_threshold_s * 1000),
+                self._keys.connections(""),
+            ],
         )
         return OnlineCounts(int(users), int(anons))
 
@@ -148,7 +229,10 @@ class PresenceService:
             pipe = self._redis.pipeline(transaction=False)
             pipe.smismember(self._keys.online, members)
             pipe.zmscore(self._keys.last_activity, members)
-            marks, scores = await pipe.execute()
+            pipe.zmscore(self._keys.pending_offline, members)
+            for member in members:
+                pipe.hlen(self._keys.connections(member))
+            marks, scores, pending, *counts = await pipe.execute()
         except RedisError:
             self._metrics.redis_errors.labels(operation="read_presence").inc()
             return {s: _stored_live_state(stored[s]) for s in subjects}
@@ -156,15 +240,22 @@ class PresenceService:
             s: policy.LiveState(
                 marked_online=bool(mark),
                 last_activity=None if score is None else float(score) / 1000,
+                connections=int(count),
+                in_grace=closed is not None,
             )
-            for s, mark, score in zip(subjects, marks, scores, strict=True)
+            for s, mark, score, closed, count in zip(
+                subjects, marks, scores, pending, counts, strict=True
+            )
         }
 
     def _combine(
-        self, stored: StoredPresence, live: policy.LiveState, now: float
+        self, stored: StoredPresence, live: policy.LiveState, now: float, *, own: bool
     ) -> PresenceRecord:
         online = policy.is_online(live, now, self._settings.offline_threshold_s)
-        status = policy.visible_status(online, stored.manual_status)
+        if own:
+            status = policy.own_status(online, stored.manual_status)
+        else:
+            status = policy.visible_status(online, stored.manual_status)
         last_activity = live.last_activity
         if last_activity is None and stored.last_active_at is not None:
             last_activity = to_epoch(stored.last_active_at)
@@ -172,31 +263,46 @@ class PresenceService:
         return PresenceRecord(
             subject=stored.subject,
             username=stored.name,
-            is_online=status.value != "offline",
+            is_online=status is not Status.OFFLINE,
             status=status,
             last_active_at=last_active_at,
             last_seen=policy.last_seen(online, stored.last_seen, last_activity),
+            manual_status=stored.manual_status if own else None,
         )
 
-    def _announce_later(self, subject: SubjectRef) -> None:
-        task = asyncio.ensure_future(self._announce(subject))
+    async def _change(self, subject: SubjectRef, before: Status | None) -> StatusChange | None:
+        """The subject's views now. ``before`` is its public status before the change; None
+        means "it was online as its manual status says" (a grace period just ended)."""
+        found = await self.records([subject], viewer=subject)
+        if not found:
+            return None
+        own = found[0]
+        public = await self.record(subject)
+        assert public is not None
+        if before is None:
+            assert own.manual_status is not None
+            before = policy.visible_status(True, own.manual_status)
+        return StatusChange(public=public, own=own, public_changed=public.status != before)
+
+    def _announce_later(self, subject: SubjectRef, before: Status) -> None:
+        task = asyncio.ensure_future(self._announce(subject, before))
         self._announcements.add(task)
         task.add_done_callback(self._announcements.discard)
 
-    async def _announce(self, subject: SubjectRef) -> None:
+    async def _announce(self, subject: SubjectRef, before: Status) -> None:
         try:
-            record = await self.record(subject)
-        except Exception:
-            log.exception("could not read presence for announcement")
+            change = await self._change(subject, before)
+        except (RedisError, StoreError):
+            log.warning("could not read presence for an announcement", exc_info=True)
             return
-        if record is not None and record.is_online:
-            await self._notify(record)
+        if change is not None:
+            await self._notify(change)
 
-    async def _notify(self, record: PresenceRecord) -> None:
-        self._metrics.status_changes.labels(to=record.status.value).inc()
+    async def _notify(self, change: StatusChange) -> None:
+        self._metrics.status_changes.labels(to=change.own.status.value).inc()
         for listener in self._listeners:
             try:
-                await listener(record)
+                await listener(change)
             except Exception:  # one broken listener must not silence the others
                 log.exception("status listener failed")
 
@@ -204,7 +310,3 @@ class PresenceService:
 def _stored_live_state(stored: StoredPresence) -> policy.LiveState:
     last = None if stored.last_active_at is None else to_epoch(stored.last_active_at)
     return policy.LiveState(marked_online=stored.is_online, last_activity=last)
-
-
-def _visible_change(before: PresenceRecord, after: PresenceRecord) -> bool:
-    return before.is_online != after.is_online or before.status != after.status

@@ -125,6 +125,8 @@ class ActivityTracker:
                     self._keys.windows,
                     self._keys.last_activity,
                     self._keys.online,
+                    self._keys.connections(subject.member),
+                    self._keys.pending_offline,
                 ],
                 args=[
                     token,
@@ -134,8 +136,9 @@ class ActivityTracker:
                     self._threshold_ms,
                 ],
             )
-        except RedisError:
+        except RedisError as exc:
             self._metrics.redis_errors.labels(operation="activity").inc()
+            log.warning("activity not recorded, Redis failed: %s", exc)
             self._counters.add(FAILED, now)
             self._metrics.db_updates.labels(result="failed").inc()
             return ActivityOutcome(won_window=False, became_online=False)

@@ -19,7 +19,9 @@ async def list_conversations(request: web.Request) -> web.Response:
     found = await c.conversations.list_for(principal)
     data = []
     for conversation in found:
-        members = await c.presence.records(await c.conversations.members(conversation))
+        members = await c.presence.records(
+            await c.conversations.members(conversation), viewer=principal.subject
+        )
         data.append(conversation_json(conversation, members))
     return web.json_response({"success": True, "data": data})
 
@@ -31,7 +33,9 @@ async def create_conversation(request: web.Request) -> web.Response:
     member_ids = parsing.string_list(body, "memberIds", max_items=1000)
     c = components(request)
     conversation = await c.conversations.create(principal, title, member_ids)
-    members = await c.presence.records(await c.conversations.members(conversation))
+    members = await c.presence.records(
+        await c.conversations.members(conversation), viewer=principal.subject
+    )
     return web.json_response(
         {"success": True, "data": conversation_json(conversation, members)}, status=201
     )
@@ -53,7 +57,9 @@ async def conversation_presence(request: web.Request) -> web.Response:
     conversation_id = parsing.path_id(request, "conversation_id")
     c = components(request)
     conversation = await c.conversations.visible_to(principal, conversation_id)
-    records = await c.presence.records(await c.conversations.members(conversation))
+    records = await c.presence.records(
+        await c.conversations.members(conversation), viewer=principal.subject
+    )
     return web.json_response(
         {
             "success": True,

@@ -86,7 +86,7 @@ SCHEMAS: dict[str, Schema] = {
             "title": _STR,
             "memberIds": {"type": "array", "items": _STR},
             "createdAt": _TIME,
-            "members": {"type": "array", "items": _ref("Presence")},
+            "members": {"type": "array", "items": _ref("AnyPresence")},
         },
     ),
     "StatusMetrics": _obj(
@@ -118,15 +118,18 @@ SCHEMAS["OwnPresence"] = _obj(
     },
 )
 
+# Lists show everyone's public record, and the caller's own record where the caller appears.
+SCHEMAS["AnyPresence"] = {"oneOf": [_ref("Presence"), _ref("OwnPresence")]}
+
 _SESSION = _obj(
     ["success", "token", "user"],
     {"success": {"const": True}, "token": _STR, "user": _ref("User")},
 )
-_PRESENCE_LIST = _obj(["users"], {"users": {"type": "array", "items": _ref("Presence")}})
+_PRESENCE_LIST = _obj(["users"], {"users": {"type": "array", "items": _ref("AnyPresence")}})
 _ME = {
     "type": "object",
     "required": ["id", "presence"],
-    "properties": {"presence": {"oneOf": [_ref("Presence"), {"type": "null"}]}},
+    "properties": {"presence": {"oneOf": [_ref("OwnPresence"), {"type": "null"}]}},
 }
 
 
@@ -268,7 +271,7 @@ PATHS: dict[str, Schema] = {
                             ["conversationId", "users", "online", "total"],
                             {
                                 "conversationId": _STR,
-                                "users": {"type": "array", "items": _ref("Presence")},
+                                "users": {"type": "array", "items": _ref("AnyPresence")},
                                 "online": {"type": "integer", "minimum": 0},
                                 "total": {"type": "integer", "minimum": 0},
                             },

@@ -28,7 +28,7 @@ async def me(request: web.Request) -> web.Response:
         if user is None:
             raise NotFound("user not found")
         profile = user_json(user)
-    record = await c.presence.record(principal.subject)
+    record = await c.presence.record(principal.subject, viewer=principal.subject)
     return web.json_response(
         {
             "success": True,
@@ -50,9 +50,7 @@ async def set_status(request: web.Request) -> web.Response:
     record = await components(request).presence.set_manual_status(principal.subject, status)
     if record is None:
         raise NotFound("subject not found")
-    return web.json_response(
-        {"success": True, "data": {**record.to_json(), "manualStatus": status.value}}
-    )
+    return web.json_response({"success": True, "data": record.to_json()})
 
 
 async def presence_of(request: web.Request) -> web.Response:
@@ -67,7 +65,7 @@ async def presence_of(request: web.Request) -> web.Response:
     # Only people the caller shares a conversation with: presence is not a public directory.
     visible = {s.id: s for s in await c.conversations.shared_with(principal)}
     subjects = [visible[i] for i in dict.fromkeys(ids) if i in visible]
-    records = await c.presence.records(subjects)
+    records = await c.presence.records(subjects, viewer=principal.subject)
     return web.json_response({"success": True, "data": {"users": [r.to_json() for r in records]}})
 
 

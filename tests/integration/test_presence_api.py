@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from presence.domain import PresenceRecord, SubjectKind, SubjectRef
+from presence.domain import PresenceRecord, StatusChange, SubjectKind, SubjectRef
 from tests.conftest import ClusterFactory
 from tests.support.cluster import Cluster
 
@@ -38,11 +38,13 @@ async def presence_in(
 
 
 def listen(cluster: Cluster) -> list[tuple[int, PresenceRecord]]:
+    """Public transitions decided on any worker, with the index of the deciding worker."""
     heard: list[tuple[int, PresenceRecord]] = []
     for index, worker in enumerate(cluster.workers):
 
-        async def on_change(record: PresenceRecord, index: int = index) -> None:
-            heard.append((index, record))
+        async def on_change(change: StatusChange, index: int = index) -> None:
+            if change.public_changed:
+                heard.append((index, change.public))
 
         worker.c.presence.add_listener(on_change)
     return heard
