@@ -29,6 +29,7 @@ from presence.conversations import Conversations
 from presence.counters import ClusterCounters
 from presence.keys import Keys
 from presence.metrics import Metrics
+from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
 from presence.store.base import Store, StoreError
@@ -37,6 +38,8 @@ from presence.store.mongo import MongoStore
 from presence.throttle import ActivityTracker
 
 log = logging.getLogger(__name__)
+
+REALTIME = web.AppKey("realtime", RealtimeServer)
 
 # Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
 MAX_BODY_BYTES = 64 * 1024
@@ -113,15 +116,34 @@ def create_app(
         ),
     )
 
+    realtime = RealtimeServer(
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        keys=keys,
+        redis=redis,
+        authenticator=components.authenticator,
+        conversations=components.conversations,
+        presence=components.presence,
+    )
+    components.readiness["pubsub"] = lambda: not realtime.pubsub_deaf()
+
     app = web.Application(
         middlewares=[cors_middleware, timing_middleware, error_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[COMPONENTS] = components
+    app[REALTIME] = realtime
+    realtime.attach(app)
+    app.on_shutdown.append(_close_sockets)
     for module in (accounts, users, conversations, maintenance, health, openapi):
         module.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[REALTIME].close_all()
 
 
 async def _ensure_indexes(store: Store) -> None:
@@ -149,23 +171,30 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         indexes: asyncio.Task[None] | None = asyncio.create_task(_ensure_indexes(c.store))
     else:
         indexes = None
+    realtime = app[REALTIME]
+    realtime.start()
     background: list[Coroutine[Any, Any, None]] = [
         c.tracker.run_flusher(),
         c.tracker.run_cache_cleanup(),
         c.registry.run(),
         c.presence.run_grace_finisher(),
+        realtime.run_transport_activity(),
+        realtime.run_slow_consumer_check(),
     ]
+    if realtime.manager is not None:
+        background.append(realtime.manager.run_probe())
     tasks = [asyncio.create_task(coro) for coro in background]
     if indexes is not None:
         tasks.append(indexes)
     log.info("worker started", extra={"settings": repr(c.settings)})
     yield
+    await realtime.close_all()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await c.tracker.drain()
-    await c.presence.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
+    await realtime.stop()
     await c.redis.aclose()
     await c.store.close()

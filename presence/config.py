@@ -41,6 +41,7 @@ class Settings:
     ping_interval_s: float = 25.0
     ping_timeout_s: float = 20.0
     max_connections: int = 20000
+    auth_deadline_s: float = 10.0
     worker_id: str = ""
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -129,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ping_interval_s=reader.duration("PRESENCE_PING_INTERVAL_S", 25),
         ping_timeout_s=reader.duration("PRESENCE_PING_TIMEOUT_S", 20),
         max_connections=reader.integer("PRESENCE_MAX_CONNECTIONS", 20000, low=1),
+        auth_deadline_s=reader.duration("PRESENCE_AUTH_DEADLINE_S", 10),
         worker_id=source.get("PRESENCE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         cors_origins=cors,
         log_level=log_level,

@@ -82,6 +82,16 @@ class Conversations:
             now=from_epoch(now),
         )
 
+    async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
+        """A user's conversations, or the one a guest belongs to."""
+        if not subject.is_anonymous:
+            return await self._store.list_conversations(subject.id)
+        participant = await self._store.get_participant(subject.id)
+        if participant is None:
+            return []
+        conversation = await self._store.get_conversation(participant.conversation_id)
+        return [] if conversation is None else [conversation]
+
     async def shared_with(self, viewer: Principal) -> set[SubjectRef]:
         """Every subject that shares at least one conversation with the viewer (and itself)."""
         if viewer.subject.is_anonymous:

@@ -74,6 +74,33 @@ class Metrics:
         self.auth_failures = Counter(
             "presence_auth_failures", "Refused credentials by reason", ["reason"], registry=r
         )
+        self.socket_events = Counter(
+            "presence_socket_events",
+            "Socket.IO events received, by event and outcome",
+            ["event", "outcome"],
+            registry=r,
+        )
+        self.socket_refusals = Counter(
+            "presence_socket_refusals",
+            "Socket.IO connections refused or dropped, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.pubsub_deaf = Gauge(
+            "presence_pubsub_deaf",
+            "1 while this worker has not heard its own pub/sub probe recently",
+            registry=r,
+        )
+        self.pubsub_deaf_episodes = Counter(
+            "presence_pubsub_deaf_episodes",
+            "Times this worker's pub/sub listener went deaf",
+            registry=r,
+        )
+        self.pubsub_probe_age = Gauge(
+            "presence_pubsub_last_probe_age_seconds",
+            "Seconds since this worker last heard its own pub/sub probe",
+            registry=r,
+        )
         self.http_duration = Histogram(
             "presence_http_request_duration_seconds",
             "HTTP request duration",

@@ -80,7 +80,6 @@ class PresenceService:
         self._tracker = tracker
         self._connections = connections
         self._listeners: list[StatusListener] = []
-        self._announcements: set[asyncio.Task[None]] = set()
         self._count_online = redis.register_script(COUNT_ONLINE)
 
     def add_listener(self, listener: StatusListener) -> None:
@@ -90,7 +89,9 @@ class PresenceService:
     async def activity(self, subject: SubjectRef) -> None:
         outcome = await self._tracker.record(subject)
         if outcome.became_online:
-            self._announce_later(subject, Status.OFFLINE)
+            # Announced before the request goes on, so that what the request changes next
+            # (a manual status, say) is announced after it, in order.
+            await self._announce(subject, Status.OFFLINE)
 
     async def connect(self, subject: SubjectRef, sid: str) -> None:
         """A connection authenticated. Its first connection anywhere makes the subject online."""
@@ -217,10 +218,6 @@ class PresenceService:
         )
         return OnlineCounts(int(users), int(anons))
 
-    async def drain(self, timeout_s: float = 5.0) -> None:
-        if self._announcements:
-            await asyncio.wait(set(self._announcements), timeout=timeout_s)
-
     async def _live_states(
         self, subjects: Sequence[SubjectRef], stored: dict[SubjectRef, StoredPresence]
     ) -> dict[SubjectRef, policy.LiveState]:
@@ -283,11 +280,6 @@ class PresenceService:
             assert own.manual_status is not None
             before = policy.visible_status(True, own.manual_status)
         return StatusChange(public=public, own=own, public_changed=public.status != before)
-
-    def _announce_later(self, subject: SubjectRef, before: Status) -> None:
-        task = asyncio.ensure_future(self._announce(subject, before))
-        self._announcements.add(task)
-        task.add_done_callback(self._announcements.discard)
 
     async def _announce(self, subject: SubjectRef, before: Status) -> None:
         try:

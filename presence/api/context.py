@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -37,6 +38,9 @@ class Components:
     tracker: ActivityTracker
     counters: ClusterCounters
     registry: WorkerRegistry
+    # Extra readiness checks registered by other layers (e.g. "pubsub": is the listener deaf?),
+    # each answering True when healthy.
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
 COMPONENTS = web.AppKey("components", Components)

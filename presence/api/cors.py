@@ -16,6 +16,9 @@ _PREFLIGHT_MAX_AGE_S = "600"
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     allowed = components(request).settings.cors_origins
+    # Socket.IO answers its own CORS; a second header would make browsers refuse both.
+    if request.path.startswith("/socket.io/"):
+        return await handler(request)
     if origin is None or not ("*" in allowed or origin in allowed):
         return await handler(request)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:

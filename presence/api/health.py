@@ -43,6 +43,8 @@ async def readyz(request: web.Request) -> web.Response:
 
     redis_up, mongo_up = await asyncio.gather(redis_ok(), mongo_ok())
     checks = {"redis": "ok" if redis_up else "down", "mongodb": "ok" if mongo_up else "down"}
+    for name, healthy in c.readiness.items():
+        checks[name] = "ok" if healthy() else "down"
     if redis_up and mongo_up:
         return web.json_response({"success": True, "data": checks})
     down = [name for name, state in checks.items() if state == "down"]

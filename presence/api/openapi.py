@@ -356,10 +356,16 @@ PATHS: dict[str, Schema] = {
     },
     "/readyz": {
         "get": _op(
-            "Readiness: Redis and MongoDB answer",
+            "Readiness: Redis and MongoDB answer, the pub/sub listener hears its probe",
             {
                 "200": _json(
-                    _ok(_obj(["redis", "mongodb"], {"redis": _STR, "mongodb": _STR})), "ready"
+                    _ok(
+                        _obj(
+                            ["redis", "mongodb", "pubsub"],
+                            {"redis": _STR, "mongodb": _STR, "pubsub": _STR},
+                        )
+                    ),
+                    "ready",
                 ),
                 **_errors(503),
             },

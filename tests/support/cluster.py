@@ -90,7 +90,6 @@ class Cluster:
         """Wait for background writes and push every worker's counters to Redis."""
         for w in self.workers:
             await w.c.tracker.drain()
-            await w.c.presence.drain()
 
     async def close(self) -> None:
         for w in self.workers:

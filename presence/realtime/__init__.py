@@ -1,0 +1,1 @@
+"""Socket.IO: the only package that imports socketio/engineio."""

@@ -1,0 +1,77 @@
+"""``user:status`` to everyone who should hear it, exactly once per socket.
+
+One emit goes to the list of rooms (every conversation of the subject, the personal rooms of its
+co-members and its own): python-socketio delivers a multi-room emit once per socket, and the
+Redis manager publishes it once, however many conversations are shared. Only when the subject is
+invisible do its own sockets get a second, different message (their real status), and the first
+one skips them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import socketio
+
+from presence.conversations import Conversations
+from presence.domain import StatusChange, SubjectRef
+from presence.metrics import Metrics
+from presence.service import PresenceService
+
+log = logging.getLogger(__name__)
+
+USER_STATUS = "user:status"
+
+
+def user_room(subject_id: str) -> str:
+    return f"user:{subject_id}"
+
+
+def conversation_room(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+class Broadcaster:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        conversations: Conversations,
+        presence: PresenceService,
+        metrics: Metrics,
+    ) -> None:
+        self._sio = sio
+        self._conversations = conversations
+        self._presence = presence
+        self._metrics = metrics
+
+    async def audience(self, subject: SubjectRef) -> list[str]:
+        rooms: dict[str, None] = {}
+        for conversation in await self._conversations.conversations_of(subject):
+            rooms[conversation_room(conversation.id)] = None
+            for member_id in conversation.member_ids:
+                rooms[user_room(member_id)] = None
+        rooms[user_room(subject.id)] = None
+        return list(rooms)
+
+    async def on_change(self, change: StatusChange) -> None:
+        subject = change.public.subject
+        own_room = user_room(subject.id)
+        same_view = (change.own.is_online, change.own.status) == (
+            change.public.is_online,
+            change.public.status,
+        )
+        if change.public_changed:
+            rooms = await self.audience(subject)
+            if same_view:
+                await self._emit(change.public.to_json(), rooms, skip=None)
+                return
+            await self._emit(
+                change.public.to_json(), rooms, skip=await self._presence.sids(subject)
+            )
+        await self._emit(change.own.to_json(), [own_room], skip=None)
+
+    async def _emit(
+        self, payload: dict[str, object], rooms: list[str], skip: list[str] | None
+    ) -> None:
+        await self._sio.emit(USER_STATUS, payload, to=rooms, skip_sid=skip or None)
+        self._metrics.broadcasts.inc()

@@ -1,0 +1,67 @@
+"""The Socket.IO message queue over Redis pub/sub, with a probe that tells a deaf listener.
+
+python-socketio's Redis manager reconnects by itself, but silently: while its listener is down
+or backing off (up to 60 s), cross-worker events are lost and the worker looks healthy. Every
+:data:`PROBE_INTERVAL_S` each worker publishes a probe on the channel and expects to hear it
+back; not hearing it for :data:`DEAF_AFTER_S` marks the worker deaf in ``/readyz`` and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+
+from presence.metrics import Metrics
+
+# A probe every 2 s costs nothing and bounds how long a deaf worker goes unnoticed.
+PROBE_INTERVAL_S = 2.0
+# Three missed probes: one slow round trip is not deafness.
+DEAF_AFTER_S = 3 * PROBE_INTERVAL_S
+_PROBE_METHOD = "presence:probe"
+
+
+class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    def __init__(self, url: str, channel: str, logger: logging.Logger, metrics: Metrics) -> None:
+        super().__init__(url=url, channel=channel, logger=logger)
+        self._metrics = metrics
+        self._probe_host = f"probe-{uuid.uuid4().hex}"
+        self._marker = self._probe_host.encode()
+        self._started = time.monotonic()
+        self._last_heard: float | None = None
+        self._deaf = False
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        async for message in super()._listen():
+            if isinstance(message, bytes) and self._marker in message:
+                self._last_heard = time.monotonic()
+                continue  # ours; nothing for the dispatcher to do
+            yield message
+
+    def silence_s(self) -> float:
+        """Seconds since the last probe came back (or since start, before the first one)."""
+        return time.monotonic() - (self._last_heard or self._started)
+
+    def is_deaf(self) -> bool:
+        return self.silence_s() > DEAF_AFTER_S
+
+    async def run_probe(self) -> None:
+        while True:
+            await self._publish({"method": _PROBE_METHOD, "host_id": self._probe_host})
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            deaf = self.is_deaf()
+            if deaf and not self._deaf:
+                self._metrics.pubsub_deaf_episodes.inc()
+                self._get_logger().error(
+                    "pub/sub listener is deaf: own probe not heard for %.1f s", self.silence_s()
+                )
+            elif self._deaf and not deaf:
+                self._get_logger().warning("pub/sub listener hears again")
+            self._deaf = deaf
+            self._metrics.pubsub_deaf.set(1 if deaf else 0)
+            self._metrics.pubsub_probe_age.set(self.silence_s())

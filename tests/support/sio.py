@@ -1,0 +1,92 @@
+"""A python-socketio client that records what it hears."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+
+@dataclass
+class Heard:
+    event: str
+    data: Any
+    at: float
+
+
+@dataclass
+class Listener:
+    name: str
+    client: socketio.AsyncClient = field(
+        default_factory=lambda: socketio.AsyncClient(reconnection=False)
+    )
+    heard: list[Heard] = field(default_factory=list)
+    connect_error: Any = None
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        async def catch_all(event: str, *args: Any) -> None:
+            self.heard.append(Heard(event, args[0] if len(args) == 1 else args, time.time()))
+
+        async def on_connect_error(data: Any) -> None:
+            self.connect_error = data
+
+        async def on_disconnect(*_: Any) -> None:
+            self.disconnected.set()
+
+        self.client.on("*", catch_all)
+        self.client.on("connect_error", on_connect_error)
+        self.client.on("disconnect", on_disconnect)
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        auth: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        transports: list[str] | None = None,
+    ) -> None:
+        await self.client.connect(
+            url,
+            auth=auth,
+            headers=headers or {},
+            transports=transports or ["websocket"],
+            wait_timeout=10,
+        )
+
+    def events(self, event: str) -> list[Any]:
+        return [h.data for h in self.heard if h.event == event]
+
+    def statuses_of(self, subject_id: str) -> list[dict[str, Any]]:
+        return [d for d in self.events("user:status") if d["userId"] == subject_id]
+
+    async def wait_for(self, event: str, count: int = 1, timeout_s: float = 10.0) -> list[Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.events(event)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{self.name}: {count}x {event!r} not heard in {timeout_s} s: "
+                             f"{[h.event for h in self.heard]}")
+
+    async def wait_status(
+        self, subject_id: str, count: int, timeout_s: float = 10.0
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.statuses_of(subject_id)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(
+            f"{self.name}: {count} user:status of {subject_id} not heard: "
+            f"{self.statuses_of(subject_id)}"
+        )
+
+    async def close(self) -> None:
+        if self.client.connected:
+            await self.client.disconnect()
