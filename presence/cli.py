@@ -25,6 +25,7 @@ from presence.store.mongo import MongoStore
 
 DEMO_ADMIN_EMAIL = "admin@presence.local"
 DEMO_USER_EMAIL = "demo@presence.local"
+SHUTDOWN_TIMEOUT_S = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,7 +107,15 @@ def _serve(settings: Settings) -> int:
     app = create_app(settings)
     if settings.embedded:
         app.on_startup.append(_demo_accounts)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    # Sockets are closed at the start of shutdown; a held long-poll must not delay exit for long.
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )
     return 0
 
 

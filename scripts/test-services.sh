@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure the real servers the tests need are installed: redis-server (Debian package) and a
-# MongoDB-compatible server (a mongod on PATH, else FerretDB built from source into .cache/).
+# Make sure the real servers and clients the tests need are installed: redis-server (Debian
+# package), the npm socket.io-client, and a MongoDB-compatible server (a mongod on PATH, else
+# FerretDB built from source into .cache/).
 # Idempotent: a warm machine skips everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "test-services: redis-server is missing and this user cannot install it" >&2
     exit 1
   fi
+fi
+
+# The stock JavaScript socket.io-client for the interop tests, from the committed lock file.
+if [ ! -d tests/js/node_modules/socket.io-client ]; then
+  command -v npm >/dev/null 2>&1 || { echo "test-services: npm is missing (Node.js 20)" >&2; exit 1; }
+  (cd tests/js && npm ci --no-audit --no-fund --silent)
 fi
 
 if command -v mongod >/dev/null 2>&1; then

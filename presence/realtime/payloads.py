@@ -9,6 +9,7 @@ from presence.domain import ManualStatus
 
 MAX_TOKEN_CHARS = 4096
 MAX_ID_CHARS = 64
+_BAD_CREDENTIALS = "invalid_credentials"
 
 
 class InvalidPayload(ValueError):
@@ -37,9 +38,11 @@ def _object(args: tuple[Any, ...]) -> dict[str, Any]:
     return value
 
 
-def _string(value: Any, name: str, max_chars: int) -> str:
+def _string(value: Any, name: str, max_chars: int, code: str = "invalid_payload") -> str:
     if not isinstance(value, str) or not 0 < len(value) <= max_chars:
-        raise InvalidPayload(f"{name} must be a non-empty string of at most {max_chars} chars")
+        raise InvalidPayload(
+            f"{name} must be a non-empty string of at most {max_chars} chars", code
+        )
     return value
 
 
@@ -56,8 +59,10 @@ def credentials_from(value: Any) -> Credentials | None:
             raise InvalidPayload("userId is not a credential", "invalid_credentials")
         return None
     if token is not None:
-        return Credentials(token=_string(token, "token", MAX_TOKEN_CHARS))
-    return Credentials(session_token=_string(session, "sessionToken", MAX_TOKEN_CHARS))
+        return Credentials(token=_string(token, "token", MAX_TOKEN_CHARS, _BAD_CREDENTIALS))
+    return Credentials(
+        session_token=_string(session, "sessionToken", MAX_TOKEN_CHARS, _BAD_CREDENTIALS)
+    )
 
 
 def authenticate(args: tuple[Any, ...]) -> Credentials:

@@ -70,8 +70,10 @@ class Listener:
             if len(found) >= count:
                 return found
             await asyncio.sleep(0.02)
-        raise AssertionError(f"{self.name}: {count}x {event!r} not heard in {timeout_s} s: "
-                             f"{[h.event for h in self.heard]}")
+        raise AssertionError(
+            f"{self.name}: {count}x {event!r} not heard in {timeout_s} s: "
+            f"{[h.event for h in self.heard]}"
+        )
 
     async def wait_status(
         self, subject_id: str, count: int, timeout_s: float = 10.0

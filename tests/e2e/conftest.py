@@ -1,0 +1,31 @@
+"""Real worker processes sharing the session's Redis and MongoDB-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import service_env
+from tests.support.processes import WorkerProcess, clean_env, start_worker, wait_healthy
+
+WorkersFactory = Callable[..., list[WorkerProcess]]
+
+
+@pytest.fixture
+def start_workers(tmp_path: Path, redis_url: str, mongo_url: str) -> Iterator[WorkersFactory]:
+    started: list[WorkerProcess] = []
+
+    def start(count: int = 3, **settings: str) -> list[WorkerProcess]:
+        extra = {f"PRESENCE_{k.upper()}": str(v) for k, v in settings.items()}
+        env = clean_env(**service_env(redis_url, mongo_url, **extra))
+        workers = [start_worker(env, tmp_path, f"w{i}") for i in range(count)]
+        started.extend(workers)
+        for worker in workers:
+            wait_healthy(worker)
+        return workers
+
+    yield start
+    for worker in started:
+        worker.stop()
