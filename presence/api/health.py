@@ -45,7 +45,7 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {"redis": "ok" if redis_up else "down", "mongodb": "ok" if mongo_up else "down"}
     for name, healthy in c.readiness.items():
         checks[name] = "ok" if healthy() else "down"
-    if redis_up and mongo_up:
+    if all(state == "ok" for state in checks.values()):
         return web.json_response({"success": True, "data": checks})
     down = [name for name, state in checks.items() if state == "down"]
     error = {"code": "dependency_down", "message": f"{' and '.join(down)} down"}

@@ -86,6 +86,7 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
 class LocalConnection:
     address: str
     principal: Principal | None = None
+    registered: bool = False  # recorded in the cluster registry
     bucket: TokenBucket = field(default_factory=TokenBucket)
     deadline: asyncio.Task[None] | None = None
 
@@ -199,14 +200,22 @@ class RealtimeServer:
         except AuthError as exc:
             self._metrics.auth_failures.labels(reason=exc.reason).inc()
             raise Refused(exc.reason, exc.message) from None
+        connection.principal = principal
         self._local[sid] = connection
+        self._metrics.connections.set(len(self._local))
+        self.sio.start_background_task(self._welcome, sid, connection, principal)
+
+    async def _welcome(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
+        # Runs once the CONNECT packet is out: events reach the socket only after it.
+        await asyncio.sleep(0)
         try:
             await self._admit(sid, connection, principal)
         except (RedisError, StoreError):
-            self._local.pop(sid, None)
             self._metrics.socket_refusals.labels(reason="unavailable").inc()
-            raise Refused("unavailable", "presence is unavailable, try again") from None
-        self.sio.start_background_task(self._greet, sid, principal, True)
+            await self._error(sid, "unavailable", "presence is unavailable, try again")
+            await self.sio.disconnect(sid)
+            return
+        await self._greet(sid, principal)
 
     async def _authenticate(self, credentials: payloads.Credentials) -> Principal:
         if credentials.token is not None:
@@ -215,16 +224,18 @@ class RealtimeServer:
         return await self._auth.from_session_token(credentials.session_token)
 
     async def _admit(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
+        """Rooms first, then the registry: whatever changes after this is heard, whatever
+        changed before is in the snapshot that follows."""
+        connection.principal = principal
         await self.sio.enter_room(sid, user_room(principal.subject.id))
         for conversation in await self._conversations.conversations_of(principal.subject):
             await self.sio.enter_room(sid, conversation_room(conversation.id))
-        connection.principal = principal
         await self._presence.connect(principal.subject, sid)
-        self._metrics.connections.set(len(self._local))
+        connection.registered = True
+        if sid not in self._local:  # closed while we were registering it
+            await self._presence.disconnect(principal.subject, sid)
 
-    async def _greet(self, sid: str, principal: Principal, after_handshake: bool) -> None:
-        if after_handshake:
-            await asyncio.sleep(0)  # the CONNECT packet goes out first
+    async def _greet(self, sid: str, principal: Principal) -> None:
         user = {
             "id": principal.subject.id,
             "username": principal.name,
@@ -256,7 +267,7 @@ class RealtimeServer:
             return
         if connection.deadline is not None:
             connection.deadline.cancel()
-        if connection.principal is not None:
+        if connection.principal is not None and connection.registered:
             try:
                 await self._presence.disconnect(connection.principal.subject, sid)
             except RedisError:
@@ -328,8 +339,14 @@ class RealtimeServer:
             return
         if connection.deadline is not None:
             connection.deadline.cancel()
-        await self._admit(sid, connection, principal)
-        await self._greet(sid, principal, False)
+        try:
+            await self._admit(sid, connection, principal)
+        except (RedisError, StoreError):
+            self._metrics.socket_refusals.labels(reason="unavailable").inc()
+            await self._error(sid, "unavailable", "presence is unavailable, try again")
+            await self.sio.disconnect(sid)
+            return
+        await self._greet(sid, principal)
 
     async def _too_many_attempts(self, address: str) -> bool:
         key = self._keys.auth_attempts(address)
