@@ -314,3 +314,45 @@ async def test_headers_authenticate_non_browser_clients(
     hello = (await client.wait_for("authenticated"))[0]
     assert hello["user"]["id"] == one.id
     await client.close()
+
+
+async def test_a_live_connection_is_activity_through_the_transport_heartbeat(
+    start_workers: WorkersFactory,
+) -> None:
+    workers = start_workers(
+        1, **{**TIMERS, "ping_interval_s": "0.5", "throttle_interval_s": "1",
+              "offline_threshold_s": "2"},
+    )
+    one, two = await pair(workers[0].url)
+    client = Listener("one")
+    await client.connect(workers[0].url, auth={"token": one.token})
+    await client.wait_for("presence:snapshot")
+    connected_at = time.time()
+    await quiet(3.0)  # idle past the offline threshold, sending nothing but transport pongs
+    status, body = await call(
+        "GET", f"{workers[0].url}/api/users/presence?ids={one.id}", headers=two.bearer
+    )
+    record = body["data"]["users"][0]
+    assert status == 200 and record["isOnline"] is True
+    assert epoch(record["lastActiveAt"]) > connected_at + 1.5
+    await client.close()
+
+
+async def test_a_full_worker_refuses_new_connections_cleanly(
+    start_workers: WorkersFactory,
+) -> None:
+    workers = start_workers(1, **{**TIMERS, "max_connections": "1"})
+    one, two = await pair(workers[0].url)
+    first = Listener("first")
+    await first.connect(workers[0].url, auth={"token": one.token})
+    second = Listener("second")
+    try:
+        await second.connect(workers[0].url, auth={"token": two.token})
+    except Exception:  # socketio.exceptions.ConnectionError
+        pass
+    assert second.connect_error["code"] == "server_full"
+    await first.close()
+    await quiet(0.2)
+    await second.connect(workers[0].url, auth={"token": two.token})
+    assert (await second.wait_for("authenticated"))[0]["user"]["id"] == two.id
+    await second.close()
