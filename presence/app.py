@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,8 @@ from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
 from presence.keys import Keys
+from presence.maintenance.lease import LeaderLease
+from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
 from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
@@ -40,6 +43,15 @@ from presence.throttle import ActivityTracker
 log = logging.getLogger(__name__)
 
 REALTIME = web.AppKey("realtime", RealtimeServer)
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    lease: LeaderLease
+    sweeper: Sweeper
+
+
+MAINTENANCE = web.AppKey("maintenance", Maintenance)
 
 # Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
 MAX_BODY_BYTES = 64 * 1024
@@ -78,6 +90,7 @@ def create_app(
     secret = settings.jwt_secret or secrets.token_urlsafe(48)
     codec = JwtCodec(secret, settings.jwt_ttl_s, clock)
     counters = ClusterCounters(redis, keys, metrics)
+    connections = ConnectionRegistry(redis, keys, settings.worker_id, settings.offline_threshold_s)
     tracker = ActivityTracker(
         redis=redis,
         store=store,
@@ -105,9 +118,7 @@ def create_app(
             settings=settings,
             metrics=metrics,
             tracker=tracker,
-            connections=ConnectionRegistry(
-                redis, keys, settings.worker_id, settings.offline_threshold_s
-            ),
+            connections=connections,
         ),
         tracker=tracker,
         counters=counters,
@@ -127,6 +138,29 @@ def create_app(
         presence=components.presence,
     )
     components.readiness["pubsub"] = lambda: not realtime.pubsub_deaf()
+    components.registry.on_forgotten.append(realtime.reassert)
+    lease = LeaderLease(
+        redis=redis,
+        keys=keys,
+        clock=clock,
+        metrics=metrics,
+        worker_id=settings.worker_id,
+        incarnation=components.registry.incarnation,
+        ttl_s=settings.leader_ttl_s,
+        next_epoch=store.next_leader_epoch,
+    )
+    sweeper = Sweeper(
+        lease=lease,
+        connections=connections,
+        workers=components.registry,
+        presence=components.presence,
+        store=store,
+        redis=redis,
+        keys=keys,
+        clock=clock,
+        settings=settings,
+        metrics=metrics,
+    )
 
     app = web.Application(
         middlewares=[cors_middleware, timing_middleware, error_middleware],
@@ -134,6 +168,7 @@ def create_app(
     )
     app[COMPONENTS] = components
     app[REALTIME] = realtime
+    app[MAINTENANCE] = Maintenance(lease, sweeper)
     realtime.attach(app)
     app.on_shutdown.append(_close_sockets)
     for module in (accounts, users, conversations, maintenance, health, openapi):
@@ -143,6 +178,9 @@ def create_app(
 
 
 async def _close_sockets(app: web.Application) -> None:
+    # Lease first, so another worker leads at once; then the sockets, so their clients
+    # reconnect elsewhere within the grace period.
+    await app[MAINTENANCE].lease.release()
     await app[REALTIME].close_all()
 
 
@@ -183,6 +221,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     ]
     if realtime.manager is not None:
         background.append(realtime.manager.run_probe())
+    maintenance = app[MAINTENANCE]
+    background += [maintenance.lease.run(), maintenance.sweeper.run()]
     tasks = [asyncio.create_task(coro) for coro in background]
     if indexes is not None:
         tasks.append(indexes)
@@ -195,6 +235,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await c.tracker.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
+    await maintenance.lease.release()
     await realtime.stop()
     await c.redis.aclose()
     await c.store.close()

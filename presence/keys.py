@@ -76,6 +76,19 @@ class Keys:
         return f"{self.prefix}leader"
 
 
+def lease_holder(worker_id: str, incarnation: str) -> str:
+    """The value of the lease key: who holds it, in which life."""
+    return f"{worker_id}|{incarnation}"
+
+
+def leader_of(value: bytes | str | None) -> str | None:
+    """The worker id in a lease value."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    return text.split("|", 1)[0]
+
+
 # Was the subject online a moment ago? Marked online, and a live connection, a connection that
 # closed within the grace period, or activity fresher than the threshold. Shared by the scripts
 # below so that every decision applies the same rule as presence.policy.is_online.
@@ -164,6 +177,61 @@ if not closed or tonumber(closed) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
 return redis.call('SREM', KEYS[3], ARGV[1])
+"""
+
+# Renew the maintenance lease, only while this worker still holds it.
+# KEYS[1] leader   ARGV[1] holder token   ARGV[2] ttl ms   Returns 1 when renewed, else 0.
+RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Give the lease back (graceful shutdown), only if this worker holds it.
+# KEYS[1] leader   ARGV[1] holder token
+RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# A worker's liveness beat. Returns 1 when the worker's key was still there, 0 when Redis had
+# forgotten it (restart, flush, or the worker was taken for dead): the worker then registers
+# its live connections again.
+# KEYS[1] worker key  KEYS[2] workers   ARGV[1] incarnation  ARGV[2] ttl ms  ARGV[3] worker id
+# ARGV[4] now ms
+WORKER_BEAT = """
+local known = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[2]), ARGV[3])
+return known
+"""
+
+# Take offline the subjects of a batch that are marked online, have no connection, are not in
+# a grace period and were last active before the cutoff. State-conditional, so two sweepers
+# running at once take each subject offline once.
+# KEYS[1] online  KEYS[2] last activity  KEYS[3] pending offline
+# ARGV[1] cutoff ms  ARGV[2] prefix of the connection hashes  ARGV[3..] members
+# Returns a flat list: member, last activity ms, member, last activity ms, ...
+TAKE_QUIET_OFFLINE = """
+local taken = {}
+local cutoff = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local member = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[1], member) == 1
+      and redis.call('HLEN', ARGV[2] .. member) == 0
+      and not redis.call('ZSCORE', KEYS[3], member) then
+    local last = redis.call('ZSCORE', KEYS[2], member)
+    if not last or tonumber(last) < cutoff then
+      redis.call('SREM', KEYS[1], member)
+      table.insert(taken, member)
+      table.insert(taken, last or '0')
+    end
+  end
+end
+return taken
 """
 
 # Give a throttle window back after a failed write, only if this worker still owns it.

@@ -60,6 +60,31 @@ class Metrics:
         self.leader = Gauge(
             "presence_leader", "1 while this worker holds the maintenance lease", registry=r
         )
+        self.leader_epoch = Gauge(
+            "presence_leader_epoch",
+            "Fencing epoch of this worker's last lease grant",
+            registry=r,
+        )
+        self.sweeps = Counter(
+            "presence_maintenance_runs", "Maintenance sweeps run by this worker", registry=r
+        )
+        self.sweep_duration = Histogram(
+            "presence_maintenance_duration_seconds",
+            "Duration of one maintenance sweep",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.marked_offline = Counter(
+            "presence_maintenance_marked_offline",
+            "Subjects the sweep took offline, by why",
+            ["reason"],
+            registry=r,
+        )
+        self.fenced_rejections = Counter(
+            "presence_fenced_write_rejected",
+            "Maintenance writes refused because a newer leader epoch exists",
+            registry=r,
+        )
         self.workers_alive = Gauge(
             "presence_workers_alive",
             "Live workers seen in the registry (read at scrape time)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -26,7 +26,14 @@ from redis.exceptions import RedisError
 
 from presence.clock import Clock
 from presence.domain import SubjectRef
-from presence.keys import CONNECT, DISCONNECT, FINISH_OFFLINE, Keys
+from presence.keys import (
+    CONNECT,
+    DISCONNECT,
+    FINISH_OFFLINE,
+    TAKE_QUIET_OFFLINE,
+    WORKER_BEAT,
+    Keys,
+)
 from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,13 +50,31 @@ class WorkerRegistry:
         self.worker_id = worker_id
         self.incarnation = uuid.uuid4().hex
         self._ttl_ms = int(ttl_s * 1000)
+        self._beat = redis.register_script(WORKER_BEAT)
+        self.on_forgotten: list[Callable[[], Awaitable[None]]] = []
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> bool:
+        """Prove this worker alive; False when Redis had forgotten it (a restart, a flush, or
+        a stall long enough to be taken for dead), so its connections must be registered again.
+        """
         now_ms = int(self._clock.now() * 1000)
+        known = await self._beat(
+            keys=[self._keys.worker(self.worker_id), self._keys.workers],
+            args=[self.incarnation, self._ttl_ms, self.worker_id, now_ms],
+        )
+        return bool(known)
+
+    async def dead_workers(self) -> list[tuple[str, float]]:
+        """Workers whose liveness expired, with the time of their last beat (epoch seconds)."""
+        now_ms = int(self._clock.now() * 1000)
+        found = await self._redis.zrangebyscore(self._keys.workers, "-inf", now_ms, withscores=True)
+        pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
+        return [(_text(w), (score - self._ttl_ms) / 1000) for w, score in pairs]
+
+    async def forget(self, worker_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.set(self._keys.worker(self.worker_id), self.incarnation, px=self._ttl_ms)
-        pipe.zadd(self._keys.workers, {self.worker_id: now_ms + self._ttl_ms})
-        pipe.zremrangebyscore(self._keys.workers, "-inf", now_ms)
+        pipe.zrem(self._keys.workers, worker_id)
+        pipe.delete(self._keys.worker_connections(worker_id))
         await pipe.execute()
 
     async def live_workers(self) -> int:
@@ -65,9 +90,15 @@ class WorkerRegistry:
 
     async def run(self) -> None:
         interval = self._ttl_ms / 3000
+        first = True
         while True:
             try:
-                await self.heartbeat()
+                known = await self.heartbeat()
+                if not known and not first:
+                    log.warning("Redis had forgotten this worker; registering it again")
+                    for callback in self.on_forgotten:
+                        await callback()
+                first = False
             except RedisError:
                 self._metrics.redis_errors.labels(operation="worker_heartbeat").inc()
                 log.warning("worker heartbeat failed")
@@ -97,6 +128,7 @@ class ConnectionRegistry:
         self._connect = redis.register_script(CONNECT)
         self._disconnect = redis.register_script(DISCONNECT)
         self._finish = redis.register_script(FINISH_OFFLINE)
+        self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
 
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
         """Record the connection; True when it made the subject online."""
@@ -113,13 +145,16 @@ class ConnectionRegistry:
         )
         return bool(became)
 
-    async def disconnect(self, subject: SubjectRef, sid: str, now: float) -> bool:
-        """Forget the connection; True when it was the subject's last one anywhere."""
+    async def disconnect(
+        self, subject: SubjectRef, sid: str, now: float, worker_id: str | None = None
+    ) -> bool:
+        """Forget the connection (of this worker, or of ``worker_id``); True when it was the
+        subject's last one anywhere."""
         member = subject.member
         last = await self._disconnect(
             keys=[
                 self._keys.connections(member),
-                self._keys.worker_connections(self._worker_id),
+                self._keys.worker_connections(worker_id or self._worker_id),
                 self._keys.pending_offline,
                 self._keys.last_activity,
             ],
@@ -157,6 +192,37 @@ class ConnectionRegistry:
             args=[member, closed.closed_ms],
         )
         return bool(went)
+
+    async def of_worker(self, worker_id: str) -> list[tuple[SubjectRef, str]]:
+        """Every connection a worker registered: (subject, sid)."""
+        raw = await self._redis.smembers(self._keys.worker_connections(worker_id))
+        found = []
+        for item in raw:
+            member, _, sid = _text(item).rpartition("|")
+            found.append((SubjectRef.from_member(member), sid))
+        return found
+
+    async def online_batches(self, batch: int = 500) -> AsyncIterator[list[str]]:
+        """The members marked online, a batch at a time (SSCAN: never one long command)."""
+        cursor = 0
+        while True:
+            cursor, members = await self._redis.sscan(self._keys.online, cursor, count=batch)
+            if members:
+                yield [_text(m) for m in members]
+            if cursor == 0:
+                return
+
+    async def take_quiet_offline(self, members: list[str], cutoff: float) -> list[ClosedSubject]:
+        """Of ``members``, take offline those with no connection, no grace period and no
+        activity since ``cutoff``; returns them with their real last activity."""
+        flat = await self._take_quiet(
+            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
+            args=[int(cutoff * 1000), self._keys.connections(""), *members],
+        )
+        return [
+            ClosedSubject(SubjectRef.from_member(_text(flat[i])), int(float(_text(flat[i + 1]))))
+            for i in range(0, len(flat), 2)
+        ]
 
     async def connection_counts(self, subjects: Sequence[SubjectRef]) -> list[int]:
         pipe = self._redis.pipeline(transaction=False)

@@ -109,6 +109,24 @@ class PresenceService:
         period ends without a new connection (see :meth:`finish_graces`)."""
         await self._connections.disconnect(subject, sid, self._clock.now())
 
+    async def reassert(self, connections: Sequence[tuple[SubjectRef, str]]) -> None:
+        """Register live connections again after Redis forgot them. Only a subject that was
+        actually announced offline meanwhile (its stored flag says so) is announced online."""
+        now = self._clock.now()
+        for subject, sid in connections:
+            if not await self._connections.connect(subject, sid, now):
+                continue
+            stored = await self._store.get_presence([subject])
+            if subject in stored and not stored[subject].is_online:
+                await self._store.set_online(subject, True)
+                await self._announce(subject, Status.OFFLINE)
+
+    async def announce_offline(self, subject: SubjectRef) -> None:
+        """Tell everyone a subject went offline (the decision was taken atomically elsewhere)."""
+        change = await self._change(subject, before=None)
+        if change is not None:
+            await self._notify(change)
+
     async def sids(self, subject: SubjectRef) -> list[str]:
         return await self._connections.sids(subject)
 
@@ -133,9 +151,7 @@ class PresenceService:
             )
         except StoreError:
             self._metrics.mongo_errors.labels(operation="set_online").inc()
-        change = await self._change(closed.subject, before=None)
-        if change is not None:
-            await self._notify(change)
+        await self.announce_offline(closed.subject)
 
     async def run_grace_finisher(self) -> None:
         while True:

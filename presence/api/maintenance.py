@@ -8,6 +8,7 @@ from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import admin
 from presence.domain import NotFound, SubjectKind, SubjectRef
+from presence.keys import leader_of
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -26,7 +27,7 @@ async def stats(request: web.Request) -> web.Response:
         else round(threshold_min, 3),
         # Read from the lease key itself: true only while some worker holds it.
         "maintenanceActive": leader is not None,
-        "leader": None if leader is None else _text(leader),
+        "leader": leader_of(leader),
         "workers": await c.registry.live_workers(),
     }
     return web.json_response({"success": True, "data": data})
@@ -70,7 +71,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/maintenance/status-metrics", status_metrics)
     app.router.add_post("/maintenance/status-metrics/reset", reset_status_metrics)
     app.router.add_post("/maintenance/user-status", user_status)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

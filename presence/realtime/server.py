@@ -412,6 +412,16 @@ class RealtimeServer:
                     self._metrics.socket_refusals.labels(reason="slow_consumer").inc()
                     await self.sio.disconnect(sid)
 
+    async def reassert(self) -> None:
+        """Redis forgot this worker (restart, flush, or a stall taken for death): register its
+        live connections again so none of them is swept or shown offline."""
+        live = [
+            (c.principal.subject, sid)
+            for sid, c in list(self._local.items())
+            if c.principal is not None and c.registered
+        ]
+        await self._presence.reassert(live)
+
     async def close_all(self) -> None:
         """Graceful shutdown: close every socket so clients reconnect elsewhere within the
         grace period (their subjects then never look offline)."""

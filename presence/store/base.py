@@ -155,3 +155,22 @@ class Store(Protocol):
         self, subjects: Sequence[SubjectRef]
     ) -> dict[SubjectRef, StoredPresence]:
         """Stored presence of the subjects that exist; unknown ones are left out."""
+
+    # maintenance fencing
+    async def next_leader_epoch(self) -> int:
+        """Increase and return the maintenance epoch (durable, survives a Redis restart)."""
+
+    async def leader_epoch(self) -> int:
+        """The newest maintenance epoch granted (0 before the first)."""
+
+    async def sweep_offline(
+        self,
+        subject: SubjectRef,
+        *,
+        last_seen: datetime,
+        epoch: int,
+        worker_id: str,
+        at: datetime,
+    ) -> bool:
+        """A maintenance write: offline, ``lastSeen`` raised to ``last_seen``. Refused (False)
+        when the subject was already written under a newer epoch, or no longer exists."""

@@ -25,6 +25,9 @@ class _PresenceFields:
     manual_status: ManualStatus = ManualStatus.ONLINE
     last_active_at: datetime | None = None
     last_seen: datetime | None = None
+    epoch: int = 0
+    swept_by: str | None = None
+    swept_at: datetime | None = None
 
 
 def _new_id() -> str:
@@ -47,6 +50,7 @@ class MemoryStore:
         self._conversations: dict[str, ConversationRecord] = {}
         self._links: dict[str, ShareLinkRecord] = {}
         self._presence: dict[SubjectRef, _PresenceFields] = {}
+        self._leader_epoch = 0
 
     async def ping(self) -> None:
         return None
@@ -207,3 +211,27 @@ class MemoryStore:
                 fields.last_seen,
             )
         return found
+
+    async def next_leader_epoch(self) -> int:
+        self._leader_epoch += 1
+        return self._leader_epoch
+
+    async def leader_epoch(self) -> int:
+        return self._leader_epoch
+
+    async def sweep_offline(
+        self,
+        subject: SubjectRef,
+        *,
+        last_seen: datetime,
+        epoch: int,
+        worker_id: str,
+        at: datetime,
+    ) -> bool:
+        fields = self._presence.get(subject)
+        if fields is None or fields.epoch > epoch:
+            return False
+        fields.is_online = False
+        fields.last_seen = _later(fields.last_seen, last_seen)
+        fields.epoch, fields.swept_by, fields.swept_at = epoch, worker_id, at
+        return True

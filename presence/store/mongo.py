@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -90,6 +90,7 @@ class MongoStore:
         self._participants: AsyncCollection[dict[str, Any]] = db["anonymous_participants"]
         self._conversations: AsyncCollection[dict[str, Any]] = db["conversations"]
         self._links: AsyncCollection[dict[str, Any]] = db["share_links"]
+        self._leases: AsyncCollection[dict[str, Any]] = db["leases"]
         self._db = db
 
     @classmethod
@@ -349,3 +350,45 @@ class MongoStore:
                     last_seen=doc.get("lastSeen"),
                 )
         return found
+
+    async def next_leader_epoch(self) -> int:
+        try:
+            doc = await self._leases.find_one_and_update(
+                {"_id": "maintenance"},
+                {"$inc": {"epoch": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+        assert doc is not None
+        return int(doc["epoch"])
+
+    async def leader_epoch(self) -> int:
+        doc = await self._find_one(self._leases, {"_id": "maintenance"})
+        return 0 if doc is None else int(doc["epoch"])
+
+    async def sweep_offline(
+        self,
+        subject: SubjectRef,
+        *,
+        last_seen: datetime,
+        epoch: int,
+        worker_id: str,
+        at: datetime,
+    ) -> bool:
+        # The database is the fence: a document last written under a newer epoch refuses.
+        query = {
+            "_id": subject.id,
+            "$or": [{"presenceEpoch": {"$exists": False}}, {"presenceEpoch": {"$lte": epoch}}],
+        }
+        update = {
+            "$set": {
+                "isOnline": False,
+                "presenceEpoch": epoch,
+                "sweptBy": worker_id,
+                "sweptAt": at,
+            },
+            "$max": {"lastSeen": last_seen},
+        }
+        return await self._update(self._collection(subject), query, update)

@@ -159,3 +159,26 @@ async def test_presence_of_users_and_guests_unknown_left_out(store: Store) -> No
     assert found[g].name == "g"
     assert found[g].manual_status is ManualStatus.ONLINE
     assert found[g].last_active_at is None
+
+
+async def test_leader_epochs_only_grow(store: Store) -> None:
+    assert await store.leader_epoch() == 0
+    assert await store.next_leader_epoch() == 1
+    assert await store.next_leader_epoch() == 2
+    assert await store.leader_epoch() == 2
+
+
+async def test_sweep_writes_are_fenced_by_epoch(store: Store) -> None:
+    subject = await _user(store)
+    await store.record_activity(subject, T0, mark_online=True)
+    seen = T0 + timedelta(seconds=1)
+    assert await store.sweep_offline(subject, last_seen=seen, epoch=2, worker_id="w1", at=T0)
+    found = (await store.get_presence([subject]))[subject]
+    assert (found.is_online, found.last_seen) == (False, seen)
+    await store.set_online(subject, True)
+    # A stale leader (epoch 1) is refused; the current one (2) and newer ones are not.
+    assert not await store.sweep_offline(subject, last_seen=seen, epoch=1, worker_id="w0", at=T0)
+    assert (await store.get_presence([subject]))[subject].is_online
+    assert await store.sweep_offline(subject, last_seen=seen, epoch=3, worker_id="w2", at=T0)
+    missing = SubjectRef(SubjectKind.USER, "missing")
+    assert not await store.sweep_offline(missing, last_seen=seen, epoch=9, worker_id="w", at=T0)

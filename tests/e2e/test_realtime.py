@@ -320,8 +320,13 @@ async def test_a_live_connection_is_activity_through_the_transport_heartbeat(
     start_workers: WorkersFactory,
 ) -> None:
     workers = start_workers(
-        1, **{**TIMERS, "ping_interval_s": "0.5", "throttle_interval_s": "1",
-              "offline_threshold_s": "2"},
+        1,
+        **{
+            **TIMERS,
+            "ping_interval_s": "0.5",
+            "throttle_interval_s": "1",
+            "offline_threshold_s": "2",
+        },
     )
     one, two = await pair(workers[0].url)
     client = Listener("one")

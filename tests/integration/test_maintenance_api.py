@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from presence.app import MAINTENANCE
 from presence.domain import SubjectKind, SubjectRef
 from tests.conftest import ClusterFactory
 
@@ -85,17 +86,24 @@ async def test_stats_are_read_from_the_live_cluster(make_cluster: ClusterFactory
     await cluster.settle()
     for w in range(3):
         await cluster[w].c.registry.heartbeat()
+    leaders = [w.app[MAINTENANCE].lease for w in cluster.workers]
+    for _ in range(50):  # the election runs on start-up
+        if any(lease.held for lease in leaders):
+            break
+        await asyncio.sleep(0.1)
     data = (await (await cluster[1].client.get("/maintenance/stats", headers=admin)).json())["data"]
+    leader = data.pop("leader")
     assert data == {
         "onlineUsers": 1,
         "totalUsers": 2,
         "anonymousSessions": 0,
         "onlineAnonymous": 0,
         "offlineThresholdMinutes": 5,
-        "maintenanceActive": False,
-        "leader": None,
+        "maintenanceActive": True,
         "workers": 3,
     }
+    assert [lease.held for lease in leaders].count(True) == 1
+    assert leader == next(lease.worker_id for lease in leaders if lease.held)
     await cluster[2].c.registry.leave()
     data = (await (await cluster[1].client.get("/maintenance/stats", headers=admin)).json())["data"]
     assert data["workers"] == 2

@@ -1,0 +1,1 @@
+"""One maintenance leader at a time: the lease, and the sweep it runs."""

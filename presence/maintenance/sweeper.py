@@ -1,0 +1,149 @@
+"""The sweep the maintenance leader runs every ``PRESENCE_MAINTENANCE_INTERVAL_S``.
+
+1. REST-only subjects that went quiet: online, no connection, no grace period, last activity
+   older than the offline threshold → offline, ``lastSeen`` = their real last activity.
+2. Dead workers (liveness expired): their connections are closed as of their last beat; the
+   grace period then takes offline every subject left with none (the grace finisher runs on
+   every worker, so this holds even if the leader dies next).
+3. Throttle-window hygiene.
+
+Every decision is a state-conditional Lua script, so two sweepers running at once reach the same
+state and announce each transition once. Every database write is fenced by the lease epoch,
+and the lease's validity is checked before each batch: a stalled ex-leader writes nothing.
+Work goes in batches of :data:`BATCH`, yielding to the event loop between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from presence.clock import Clock
+from presence.config import Settings
+from presence.domain import from_epoch
+from presence.keys import Keys
+from presence.maintenance.lease import LeaderLease
+from presence.metrics import Metrics
+from presence.registry import ConnectionRegistry, WorkerRegistry
+from presence.service import PresenceService
+from presence.store.base import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    ran: bool
+    quiet_offline: int = 0
+    dead_workers: int = 0
+    connections_closed: int = 0
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        lease: LeaderLease,
+        connections: ConnectionRegistry,
+        workers: WorkerRegistry,
+        presence: PresenceService,
+        store: Store,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self._lease = lease
+        self._connections = connections
+        self._workers = workers
+        self._presence = presence
+        self._store = store
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+
+    async def _may_write(self) -> bool:
+        """The lease is fresh and the database has granted no newer epoch."""
+        if not self._lease.valid():
+            return False
+        if await self._store.leader_epoch() != self._lease.epoch:
+            self._metrics.fenced_rejections.inc()
+            return False
+        return True
+
+    async def sweep(self) -> SweepReport:
+        if not await self._may_write():
+            return SweepReport(ran=False)
+        started = time.perf_counter()
+        quiet = await self._sweep_quiet()
+        dead, closed = await self._sweep_dead_workers()
+        await self._redis.zremrangebyscore(
+            self._keys.windows, "-inf", int(self._clock.now() * 1000)
+        )
+        self._metrics.sweeps.inc()
+        self._metrics.sweep_duration.observe(time.perf_counter() - started)
+        return SweepReport(True, quiet, dead, closed)
+
+    async def _sweep_quiet(self) -> int:
+        cutoff = self._clock.now() - self._settings.offline_threshold_s
+        taken = 0
+        async for batch in self._connections.online_batches(BATCH):
+            if not await self._may_write():
+                break
+            for quiet in await self._connections.take_quiet_offline(batch, cutoff):
+                taken += 1
+                self._metrics.marked_offline.labels(reason="quiet").inc()
+                written = await self._store.sweep_offline(
+                    quiet.subject,
+                    last_seen=from_epoch(quiet.closed_at),
+                    epoch=self._lease.epoch,
+                    worker_id=self._lease.worker_id,
+                    at=from_epoch(self._clock.now()),
+                )
+                if not written:
+                    self._metrics.fenced_rejections.inc()
+                # Redis decided this transition once, atomically: it is announced either way.
+                await self._presence.announce_offline(quiet.subject)
+            await asyncio.sleep(0)
+        return taken
+
+    async def _sweep_dead_workers(self) -> tuple[int, int]:
+        dead, closed = 0, 0
+        for worker_id, last_beat in await self._workers.dead_workers():
+            if worker_id == self._workers.worker_id or not await self._may_write():
+                continue
+            connections = await self._connections.of_worker(worker_id)
+            for index, (subject, sid) in enumerate(connections):
+                # Closed as of the worker's last beat; the grace period does the rest.
+                if await self._connections.disconnect(subject, sid, last_beat, worker_id):
+                    self._metrics.marked_offline.labels(reason="dead_worker").inc()
+                closed += 1
+                if index % BATCH == BATCH - 1:
+                    await asyncio.sleep(0)
+            await self._workers.forget(worker_id)
+            dead += 1
+            log.warning(
+                "dead worker cleaned up",
+                extra={"dead_worker": worker_id, "connections": len(connections)},
+            )
+        return dead, closed
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.maintenance_interval_s)
+            try:
+                await self.sweep()
+            except (RedisError, StoreError) as exc:
+                log.warning("sweep failed: %s", exc)
+            except Exception:  # maintenance must outlive any single failure
+                log.exception("sweep failed")
