@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import Account, call, conversation, register
@@ -351,10 +352,8 @@ async def test_a_full_worker_refuses_new_connections_cleanly(
     first = Listener("first")
     await first.connect(workers[0].url, auth={"token": one.token})
     second = Listener("second")
-    try:
+    with pytest.raises(socketio.exceptions.ConnectionError):
         await second.connect(workers[0].url, auth={"token": two.token})
-    except Exception:  # socketio.exceptions.ConnectionError
-        pass
     assert second.connect_error["code"] == "server_full"
     await first.close()
     await quiet(0.2)

@@ -1,0 +1,66 @@
+"""Guarantee 4: sweeps are idempotent, so two sweepers running at once (a failover overlap)
+reach the same state and announce every transition once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from presence.app import MAINTENANCE
+from presence.domain import StatusChange, SubjectKind, SubjectRef
+from presence.registry import ConnectionRegistry
+from tests.conftest import ClusterFactory
+
+
+async def test_two_overlapping_sweeps_announce_each_transition_once(
+    make_cluster: ClusterFactory,
+) -> None:
+    # A long maintenance interval: only the sweeps this test starts run.
+    cluster = await make_cluster(
+        3,
+        maintenance_interval_s=3600.0,
+        offline_threshold_s=1.0,
+        throttle_interval_s=0.5,
+        offline_grace_s=0.2,
+        worker_ttl_s=0.6,
+    )
+    heard: list[StatusChange] = []
+
+    async def on_change(change: StatusChange) -> None:
+        if change.public_changed and not change.public.is_online:
+            heard.append(change)
+
+    for worker in cluster.workers:
+        worker.c.presence.add_listener(on_change)
+    quiet = [await cluster.register(f"quiet{i}") for i in range(20)]
+    for i, (token, _) in enumerate(quiet):
+        resp = await cluster[i % 3].client.get(
+            "/api/users/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.status == 200
+    # What a crashed worker leaves in Redis: connections of 10 subjects, an expired beat.
+    ghosts = [await cluster.register(f"ghost{i}") for i in range(10)]
+    c = cluster[0].c
+    crashed = ConnectionRegistry(c.redis, c.keys, "crashed", 1.0)
+    for i, (_, user_id) in enumerate(ghosts):
+        await crashed.connect(SubjectRef(SubjectKind.USER, user_id), f"sid-{i}", c.clock.now())
+    await c.redis.zadd(c.keys.workers, {"crashed": int(c.clock.now() * 1000) + 100})
+    await cluster.settle()
+    await asyncio.sleep(1.2)  # quiet past the threshold; the crashed worker's beat expired
+
+    sweepers = [w.app[MAINTENANCE].sweeper for w in cluster.workers]
+    for sweeper in sweepers:  # both believe they lead: the overlap of a failover
+        sweeper._may_write = _always  # type: ignore[method-assign]
+    reports = await asyncio.gather(*(s.sweep() for s in sweepers))
+    assert sum(r.quiet_offline for r in reports) == 20
+    await asyncio.sleep(0.2)  # the grace period of the dead worker's connections
+    await asyncio.gather(*(w.c.presence.finish_graces() for w in cluster.workers))
+    await asyncio.sleep(0.1)
+    offline = [c.public.subject.id for c in heard]
+    expected = {uid for _, uid in quiet} | {uid for _, uid in ghosts}
+    assert sorted(offline) == sorted(expected)  # each exactly once
+    again = await asyncio.gather(*(s.sweep() for s in sweepers))
+    assert sum(r.quiet_offline for r in again) == 0
+
+
+async def _always() -> bool:
+    return True
