@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import service_env
 from tests.support.processes import WorkerProcess, clean_env, start_worker, wait_healthy
+from tests.support.sio import Listener
 
 WorkersFactory = Callable[..., list[WorkerProcess]]
+
+
+@pytest.fixture(autouse=True)
+async def close_socket_clients() -> AsyncIterator[None]:
+    yield
+    while Listener.opened:
+        await Listener.opened.pop().close()
 
 
 @pytest.fixture

@@ -85,6 +85,7 @@ async def test_exactly_one_leader_and_failover_after_kill_9(
     took = await wait_until(lambda: len(leaders(survivors)) == 1, 10)
     # Another leads within the lease TTL (plus one election poll, a third of it).
     assert took <= LEASE_TTL_S * 4 / 3 + 0.5
+    print(f"failover: a new leader {took:.2f} s after kill -9 (lease TTL {LEASE_TTL_S} s)")
     new = next(w for w in survivors if w.log_path.stem == leaders(survivors)[0])
     assert metric(new, "presence_leader_epoch") > epoch_before
     await wait_until(
@@ -158,6 +159,10 @@ async def test_a_quiet_rest_only_subject_is_swept_once_with_its_real_last_seen(
     assert abs(epoch(statuses[1]["lastSeen"]) - last_request) < 1.0
     # Within the threshold (2 s) plus one sweep interval (0.5 s), with room for scheduling.
     assert offline_heard - last_request <= 2 + 0.5 + 1.0
+    print(
+        f"quiet REST subject: offline heard {offline_heard - last_request:.2f} s after its "
+        "last request (threshold 2 s, sweep every 0.5 s)"
+    )
     await asyncio.sleep(1.5)
     assert len(listener.statuses_of(one.id)) == 2
     await listener.close()
@@ -183,6 +188,10 @@ async def test_kill_9_of_the_worker_holding_the_only_connection_takes_the_subjec
     assert statuses[1]["isOnline"] is False
     # worker TTL 1.5 + sweep 0.5 + grace 0.5 + a lease failover (1.5 + 0.5) if the leader died
     assert offline_heard - killed_at < 6.0
+    print(
+        f"crashed worker: offline heard {offline_heard - killed_at:.2f} s after kill -9 "
+        "(worker TTL 1.5 s, sweep 0.5 s, grace 0.5 s)"
+    )
     await asyncio.sleep(1.0)
     assert len(listener.statuses_of(one.id)) == 2
     await asyncio.wait_for(client.disconnected.wait(), timeout=60)  # its worker is gone

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import socketio
 
@@ -27,7 +28,13 @@ class Listener:
     connect_error: Any = None
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
 
+    # Every client of the running test, so teardown can close the ones a test left open
+    # (a client its server dropped still holds an HTTP session).
+    opened: ClassVar[list[Listener]] = []
+
     def __post_init__(self) -> None:
+        Listener.opened.append(self)
+
         async def catch_all(event: str, *args: Any) -> None:
             self.heard.append(Heard(event, args[0] if len(args) == 1 else args, time.time()))
 
@@ -92,3 +99,10 @@ class Listener:
     async def close(self) -> None:
         if self.client.connected:
             await self.client.disconnect()
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), timeout=2)
+        http = getattr(self.client.eio, "http", None)
+        if http is not None and not http.closed:
+            await http.close()
