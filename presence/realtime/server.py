@@ -208,6 +208,17 @@ class RealtimeServer:
     async def _welcome(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
         # Runs once the CONNECT packet is out: events reach the socket only after it.
         await asyncio.sleep(0)
+        await self._admit_and_greet(sid, connection, principal)
+
+    async def _authenticate(self, credentials: payloads.Credentials) -> Principal:
+        if credentials.token is not None:
+            return await self._auth.from_jwt(credentials.token)
+        assert credentials.session_token is not None
+        return await self._auth.from_session_token(credentials.session_token)
+
+    async def _admit_and_greet(
+        self, sid: str, connection: LocalConnection, principal: Principal
+    ) -> None:
         try:
             await self._admit(sid, connection, principal)
         except (RedisError, StoreError):
@@ -216,12 +227,6 @@ class RealtimeServer:
             await self.sio.disconnect(sid)
             return
         await self._greet(sid, principal)
-
-    async def _authenticate(self, credentials: payloads.Credentials) -> Principal:
-        if credentials.token is not None:
-            return await self._auth.from_jwt(credentials.token)
-        assert credentials.session_token is not None
-        return await self._auth.from_session_token(credentials.session_token)
 
     async def _admit(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
         """Rooms first, then the registry: whatever changes after this is heard, whatever
@@ -339,14 +344,7 @@ class RealtimeServer:
             return
         if connection.deadline is not None:
             connection.deadline.cancel()
-        try:
-            await self._admit(sid, connection, principal)
-        except (RedisError, StoreError):
-            self._metrics.socket_refusals.labels(reason="unavailable").inc()
-            await self._error(sid, "unavailable", "presence is unavailable, try again")
-            await self.sio.disconnect(sid)
-            return
-        await self._greet(sid, principal)
+        await self._admit_and_greet(sid, connection, principal)
 
     async def _too_many_attempts(self, address: str) -> bool:
         key = self._keys.auth_attempts(address)

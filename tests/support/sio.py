@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -70,30 +71,27 @@ class Listener:
     def statuses_of(self, subject_id: str) -> list[dict[str, Any]]:
         return [d for d in self.events("user:status") if d["userId"] == subject_id]
 
-    async def wait_for(self, event: str, count: int = 1, timeout_s: float = 10.0) -> list[Any]:
+    async def _wait(
+        self, found: Callable[[], list[Any]], count: int, what: str, timeout_s: float
+    ) -> list[Any]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            found = self.events(event)
-            if len(found) >= count:
-                return found
+            if len(found()) >= count:
+                return found()
             await asyncio.sleep(0.02)
         raise AssertionError(
-            f"{self.name}: {count}x {event!r} not heard in {timeout_s} s: "
+            f"{self.name}: {count}x {what} not heard in {timeout_s} s: "
             f"{[h.event for h in self.heard]}"
         )
+
+    async def wait_for(self, event: str, count: int = 1, timeout_s: float = 10.0) -> list[Any]:
+        return await self._wait(lambda: self.events(event), count, repr(event), timeout_s)
 
     async def wait_status(
         self, subject_id: str, count: int, timeout_s: float = 10.0
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = self.statuses_of(subject_id)
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.02)
-        raise AssertionError(
-            f"{self.name}: {count} user:status of {subject_id} not heard: "
-            f"{self.statuses_of(subject_id)}"
+        return await self._wait(
+            lambda: self.statuses_of(subject_id), count, f"user:status of {subject_id}", timeout_s
         )
 
     async def close(self) -> None:
