@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test test-unit lint format services clean
+.PHONY: all run test test-unit lint format services cluster cluster-stop clean
 
 all: lint test
 
@@ -19,6 +19,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	env -u PRESENCE_REDIS_URL -u PRESENCE_MONGO_URL PRESENCE_LOG_FORMAT=$${PRESENCE_LOG_FORMAT:-text} \
 		$(BIN)/presence serve
+
+## cluster: WORKERS (3) workers, Redis, MongoDB-compatible server and nginx on PORT (3000)
+cluster: $(STAMP) services
+	$(BIN)/python scripts/cluster.py start
+
+## cluster-stop: stop what `make cluster` started
+cluster-stop:
+	$(BIN)/python scripts/cluster.py stop
 
 ## services: install redis-server and build FerretDB when no mongod is on PATH (cached)
 services:
@@ -34,14 +42,14 @@ test-unit: $(STAMP)
 
 ## lint: ruff, ruff format --check, mypy --strict, import-linter layers
 lint: $(STAMP)
-	$(BIN)/ruff check presence tests
-	$(BIN)/ruff format --check presence tests
+	$(BIN)/ruff check presence tests scripts
+	$(BIN)/ruff format --check presence tests scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix presence tests
-	$(BIN)/ruff format presence tests
+	$(BIN)/ruff check --fix presence tests scripts
+	$(BIN)/ruff format presence tests scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

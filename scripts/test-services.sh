@@ -24,6 +24,28 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# The production topology's tools: nginx (make cluster), promtool (alert rules) and
+# docker-compose (validating the compose file). Their packages start system services; stop them.
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test-services: installing ${missing[*]}" >&2
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    for service in nginx prometheus prometheus-node-exporter; do
+      (service "$service" stop || true) >/dev/null 2>&1
+    done
+  else
+    echo "test-services: missing ${missing[*]} and this user cannot install them" >&2
+    exit 1
+  fi
+fi
+
 # The stock JavaScript socket.io-client for the interop tests, from the committed lock file.
 if [ ! -d tests/js/node_modules/socket.io-client ]; then
   command -v npm >/dev/null 2>&1 || { echo "test-services: npm is missing (Node.js 20)" >&2; exit 1; }

@@ -1,0 +1,83 @@
+"""The deployment files are valid for the tools that read them, and every metric the dashboard
+and the alert rules use is exported by a running worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from scripts.cluster import nginx_config
+from tests.e2e.conftest import WorkersFactory
+from tests.support.processes import http
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def tool(name: str, *fallbacks: str) -> str:
+    found = shutil.which(name) or next((f for f in fallbacks if Path(f).exists()), None)
+    assert found is not None, f"{name} is required: run scripts/test-services.sh"
+    return found
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_nginx_accepts_the_generated_configuration(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx_config(tmp_path, 3999, [4001, 4002, 4003]))
+    run(tool("nginx", "/usr/sbin/nginx"), "-t", "-c", str(conf), "-p", str(tmp_path))
+
+
+def test_prometheus_configuration_and_alert_rules() -> None:
+    promtool = tool("promtool")
+    run(promtool, "check", "config", str(DEPLOY / "prometheus.yml"))
+    result = run(promtool, "test", "rules", str(DEPLOY / "alerts_test.yml"))
+    assert "SUCCESS" in result.stdout + result.stderr
+    rules = (DEPLOY / "alerts.yml").read_text()
+    tests = (DEPLOY / "alerts_test.yml").read_text()
+    for alert in re.findall(r"- alert: (\w+)", rules):
+        # A firing case (exp_alerts with labels) and a non-firing one (exp_alerts: []).
+        blocks = [b for b in tests.split("alertname: ")[1:] if b.startswith(alert)]
+        assert any("exp_labels" in b.split("alertname")[0] for b in blocks), alert
+        assert any(b.split("\n", 2)[1].strip() == "exp_alerts: []" for b in blocks), alert
+
+
+def test_docker_compose_file_is_valid() -> None:
+    env = {**os.environ, "PRESENCE_JWT_SECRET": "x" * 32}
+    result = run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", env=env)
+    run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q", env=env)
+    assert "replicas: 3" in result.stdout
+
+
+def exported_names(metrics_text: str) -> set[str]:
+    names: set[str] = set()
+    for line in metrics_text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            names.add(name)
+            if kind == "histogram":
+                names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def test_every_metric_of_the_dashboard_and_the_rules_is_exported(
+    start_workers: WorkersFactory,
+) -> None:
+    worker = start_workers(1)[0]
+    status, text = http("GET", worker.url + "/metrics")
+    assert status == 200
+    exported = exported_names(str(text))
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "presence.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs.append((DEPLOY / "alerts.yml").read_text())
+    used = {name for expr in exprs for name in re.findall(r"\bpresence_[a-z_]+", expr)}
+    assert used, "no metric found in the dashboard and the rules"
+    assert sorted(used - exported) == []
