@@ -21,7 +21,8 @@ from tests.support.servers import free_port
 from tests.support.sio import Listener
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [f"127.0.0.{i}" for i in range(1, 12)]
+# Enough addresses that the consistent hash puts at least one on every worker.
+SOURCES = [f"127.0.0.{i}" for i in range(1, 61)]
 
 
 @pytest.fixture(scope="module")
