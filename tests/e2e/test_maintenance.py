@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from tests.conftest import service_env
 from tests.e2e.conftest import WorkersFactory
-from tests.support.accounts import Account, call, conversation, register
+from tests.support.accounts import call, pair, register
 from tests.support.processes import WorkerProcess, clean_env, http, start_worker, wait_healthy
 from tests.support.servers import Server, redis_server, redis_url_of
 from tests.support.sio import Listener
@@ -134,12 +134,6 @@ async def test_a_stalled_ex_leader_writes_nothing_after_another_took_over(
     assert late == []
     assert len(leaders(workers)) == 1
     assert stalled.process.poll() is None
-
-
-async def pair(base: str) -> tuple[Account, Account]:
-    one, two = await register(base, "one"), await register(base, "two")
-    await conversation(base, two, [one], "room")
-    return one, two
 
 
 async def test_a_quiet_rest_only_subject_is_swept_once_with_its_real_last_seen(

@@ -19,6 +19,7 @@ import socketio
 
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import Account, call, conversation, register
+from tests.support.accounts import pair as shared_pair
 from tests.support.sio import Listener
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -58,11 +59,8 @@ def assert_presence_record(record: dict[str, Any]) -> None:
 
 
 async def pair(base: str) -> tuple[Account, Account]:
-    """User 1 and user 2 sharing two conversations; user 1 has never been active."""
-    one, two = await register(base, "one"), await register(base, "two")
-    await conversation(base, two, [one], "first")
-    await conversation(base, two, [one], "second")
-    return one, two
+    """Two shared conversations: a transition must still reach each socket once."""
+    return await shared_pair(base, shared_conversations=2)
 
 
 async def quiet(seconds: float) -> None:

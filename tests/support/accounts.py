@@ -49,3 +49,12 @@ async def conversation(base: str, owner: Account, members: list[Account], title:
     assert status == 201, body
     cid: str = body["data"]["id"]
     return cid
+
+
+async def pair(base: str, shared_conversations: int = 1) -> tuple[Account, Account]:
+    """User one and user two sharing conversations (created by two, so one has never been
+    active: its first connection or request is a transition)."""
+    one, two = await register(base, "one"), await register(base, "two")
+    for index in range(shared_conversations):
+        await conversation(base, two, [one], f"shared-{index}")
+    return one, two
