@@ -210,6 +210,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     else:
         indexes = None
     realtime = app[REALTIME]
+    try:
+        stale = await c.presence.forget_previous_life(c.settings.worker_id)
+    except RedisError:
+        log.warning("Redis not answering at start-up; previous connections not cleaned")
+    else:
+        if stale:
+            log.warning("closed connections of this worker's previous life", extra={"count": stale})
     realtime.start()
     background: list[Coroutine[Any, Any, None]] = [
         c.tracker.run_flusher(),

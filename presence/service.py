@@ -121,6 +121,16 @@ class PresenceService:
                 await self._store.set_online(subject, True)
                 await self._announce(subject, Status.OFFLINE)
 
+    async def forget_previous_life(self, worker_id: str) -> int:
+        """At start-up: connections still registered under this worker's id belong to its
+        previous life (a restart with a stable id, e.g. a container's host name) and are gone.
+        Close them now; the grace period takes their subjects offline."""
+        stale = await self._connections.of_worker(worker_id)
+        now = self._clock.now()
+        for subject, sid in stale:
+            await self._connections.disconnect(subject, sid, now)
+        return len(stale)
+
     async def announce_offline(self, subject: SubjectRef) -> None:
         """Tell everyone a subject went offline (the decision was taken atomically elsewhere)."""
         change = await self._change(subject, before=None)

@@ -64,3 +64,25 @@ async def test_two_overlapping_sweeps_announce_each_transition_once(
 
 async def _always() -> bool:
     return True
+
+
+async def test_a_worker_restarted_with_the_same_id_closes_its_previous_connections(
+    make_cluster: ClusterFactory,
+) -> None:
+    first = await make_cluster(1, offline_grace_s=0.2)
+    _, user_id = await first.register("restarted")
+    subject = SubjectRef(SubjectKind.USER, user_id)
+    await first[0].c.presence.connect(subject, "sid-of-the-previous-life")
+    assert (await first[0].c.presence.record(subject)).is_online  # type: ignore[union-attr]
+    heard: list[StatusChange] = []
+
+    async def on_change(change: StatusChange) -> None:
+        heard.append(change)
+
+    # The same worker id comes back (a container restart) while its old entries remain.
+    second = await make_cluster(1, offline_grace_s=0.2)
+    second[0].c.presence.add_listener(on_change)
+    assert second[0].c.settings.worker_id == first[0].c.settings.worker_id
+    assert await second[0].c.presence.sids(subject) == []
+    await asyncio.sleep(0.8)  # the grace period, then the finisher
+    assert [c.public.is_online for c in heard] == [False]
