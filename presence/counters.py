@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from presence.keys import ADD_COUNTERS, RESET_COUNTERS, Keys
+from presence.keys import ADD_COUNTERS, RESET_COUNTERS, Keys, decoded
 from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class ClusterCounters:
         pipe.zremrangebyscore(self._keys.windows, "-inf", now_ms)
         pipe.zcard(self._keys.windows)
         raw, _, windows = await pipe.execute()
-        values = {_text(k): int(v) for k, v in raw.items()}
+        values = {decoded(k): int(v) for k, v in raw.items()}
         return StatusMetrics(
             total_requests=values.get(TOTAL, 0),
             throttled_requests=values.get(THROTTLED, 0),
@@ -105,7 +105,3 @@ class ClusterCounters:
 
     async def reset(self, now_ms: int) -> None:
         await self._reset(keys=[self._keys.counters], args=[now_ms, *FIELDS])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -81,12 +81,14 @@ def lease_holder(worker_id: str, incarnation: str) -> str:
     return f"{worker_id}|{incarnation}"
 
 
+def decoded(value: bytes | str) -> str:
+    """Redis answers bytes; names and ids are text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def leader_of(value: bytes | str | None) -> str | None:
     """The worker id in a lease value."""
-    if value is None:
-        return None
-    text = value.decode() if isinstance(value, bytes) else value
-    return text.split("|", 1)[0]
+    return None if value is None else decoded(value).split("|", 1)[0]
 
 
 # Was the subject online a moment ago? Marked online, and a live connection, a connection that

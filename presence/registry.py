@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -33,6 +33,7 @@ from presence.keys import (
     TAKE_QUIET_OFFLINE,
     WORKER_BEAT,
     Keys,
+    decoded,
 )
 from presence.metrics import Metrics
 
@@ -69,7 +70,7 @@ class WorkerRegistry:
         now_ms = int(self._clock.now() * 1000)
         found = await self._redis.zrangebyscore(self._keys.workers, "-inf", now_ms, withscores=True)
         pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
-        return [(_text(w), (score - self._ttl_ms) / 1000) for w, score in pairs]
+        return [(decoded(w), (score - self._ttl_ms) / 1000) for w, score in pairs]
 
     async def forget(self, worker_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
@@ -165,7 +166,7 @@ class ConnectionRegistry:
     async def sids(self, subject: SubjectRef) -> list[str]:
         """Every live connection id of the subject, on any worker."""
         raw = await self._redis.hkeys(self._keys.connections(subject.member))
-        return [k.decode() if isinstance(k, bytes) else str(k) for k in raw]
+        return [decoded(k) for k in raw]
 
     async def graces_ended(self, closed_before: float, limit: int = 500) -> list[ClosedSubject]:
         """Subjects whose last connection closed before ``closed_before``, oldest first."""
@@ -178,7 +179,7 @@ class ConnectionRegistry:
             withscores=True,
         )
         pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
-        return [ClosedSubject(SubjectRef.from_member(_text(m)), int(s)) for m, s in pairs]
+        return [ClosedSubject(SubjectRef.from_member(decoded(m)), int(s)) for m, s in pairs]
 
     async def finish_offline(self, closed: ClosedSubject) -> bool:
         """End one grace period; True for exactly one caller when the subject went offline."""
@@ -198,7 +199,7 @@ class ConnectionRegistry:
         raw = await self._redis.smembers(self._keys.worker_connections(worker_id))
         found = []
         for item in raw:
-            member, _, sid = _text(item).rpartition("|")
+            member, _, sid = decoded(item).rpartition("|")
             found.append((SubjectRef.from_member(member), sid))
         return found
 
@@ -208,7 +209,7 @@ class ConnectionRegistry:
         while True:
             cursor, members = await self._redis.sscan(self._keys.online, cursor, count=batch)
             if members:
-                yield [_text(m) for m in members]
+                yield [decoded(m) for m in members]
             if cursor == 0:
                 return
 
@@ -220,16 +221,8 @@ class ConnectionRegistry:
             args=[int(cutoff * 1000), self._keys.connections(""), *members],
         )
         return [
-            ClosedSubject(SubjectRef.from_member(_text(flat[i])), int(float(_text(flat[i + 1]))))
+            ClosedSubject(
+                SubjectRef.from_member(decoded(flat[i])), int(float(decoded(flat[i + 1])))
+            )
             for i in range(0, len(flat), 2)
         ]
-
-    async def connection_counts(self, subjects: Sequence[SubjectRef]) -> list[int]:
-        pipe = self._redis.pipeline(transaction=False)
-        for subject in subjects:
-            pipe.hlen(self._keys.connections(subject.member))
-        return [int(n) for n in await pipe.execute()]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

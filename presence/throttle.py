@@ -97,10 +97,6 @@ class ActivityTracker:
     def cache_size(self) -> int:
         return len(self._cache)
 
-    @property
-    def pending_writes(self) -> int:
-        return len(self._writes)
-
     async def record(self, subject: SubjectRef) -> ActivityOutcome:
         now = self._clock.now()
         mono = self._clock.monotonic()

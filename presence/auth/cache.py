@@ -50,11 +50,5 @@ class VerifiedCache:
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
-    def discard_subject(self, subject_id: str) -> None:
-        """Forget every credential of one subject (after a deactivation on this worker)."""
-        stale = [k for k, e in self._entries.items() if e.principal.subject.id == subject_id]
-        for key in stale:
-            del self._entries[key]
-
     def __len__(self) -> int:
         return len(self._entries)
