@@ -21,6 +21,7 @@ from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
 from presence.api.observe import timing_middleware
 from presence.auth.authenticator import Authenticator
+from presence.auth.cache import VerifiedCache
 from presence.auth.passwords import Passwords
 from presence.auth.tokens import JwtCodec
 from presence.clients import redis_from_url
@@ -107,7 +108,9 @@ def create_app(
         redis=redis,
         store=store,
         keys=keys,
-        authenticator=Authenticator(store, codec, clock),
+        authenticator=Authenticator(
+            store, codec, clock, VerifiedCache(capacity=settings.auth_cache_size)
+        ),
         accounts=Accounts(store, passwords or Passwords(), codec, clock),
         conversations=Conversations(store, clock),
         presence=PresenceService(

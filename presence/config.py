@@ -42,6 +42,8 @@ class Settings:
     ping_timeout_s: float = 20.0
     max_connections: int = 20000
     auth_deadline_s: float = 10.0
+    auth_cache_size: int = 10000
+    track_requests: bool = True
     worker_id: str = ""
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -131,6 +133,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ping_timeout_s=reader.duration("PRESENCE_PING_TIMEOUT_S", 20),
         max_connections=reader.integer("PRESENCE_MAX_CONNECTIONS", 20000, low=1),
         auth_deadline_s=reader.duration("PRESENCE_AUTH_DEADLINE_S", 10),
+        auth_cache_size=reader.integer("PRESENCE_AUTH_CACHE_SIZE", 10000, low=0),
+        track_requests=reader.boolean("PRESENCE_TRACK_REQUESTS", True),
         worker_id=source.get("PRESENCE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         cors_origins=cors,
         log_level=log_level,
@@ -166,6 +170,16 @@ class _Reader:
         if not value or any(c.isspace() for c in value):
             raise ConfigError(f"{name}: must be a non-empty word without spaces")
         return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if raw == "":
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
 
     def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
         raw = self._env.get(name)

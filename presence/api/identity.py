@@ -1,5 +1,6 @@
 """Who is calling: ``Authorization: Bearer <jwt>`` or ``X-Session-Token``. Every authenticated
-request is activity (SPEC §4); refused credentials have no presence side effect at all."""
+request is activity (SPEC §4) unless ``PRESENCE_TRACK_REQUESTS`` is off; refused credentials have
+no presence side effect at all."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ async def caller(request: web.Request) -> Principal:
         c.metrics.auth_failures.labels(reason=exc.reason).inc()
         code = "auth_required" if exc.reason == "missing" else exc.reason
         raise Unauthorized(exc.message, code) from None
-    await c.presence.activity(principal.subject)
+    if c.settings.track_requests:
+        await c.presence.activity(principal.subject)
     request[PRINCIPAL] = principal
     return principal
 

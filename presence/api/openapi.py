@@ -215,6 +215,16 @@ PATHS: dict[str, Schema] = {
             body=_obj(["status"], {"status": {"enum": ["online", "away", "dnd", "invisible"]}}),
         )
     },
+    "/api/presence/heartbeat": {
+        "post": _op(
+            "Count the caller as active (for clients without a socket)",
+            {
+                "200": _json(_obj(["success"], {"success": {"const": True}}), "recorded"),
+                **_errors(401),
+            },
+            security=_ANY_AUTH,
+        )
+    },
     "/api/users/presence": {
         "get": _op(
             "Presence of up to 200 subjects the caller shares a conversation with",

@@ -69,7 +69,14 @@ async def presence_of(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "data": {"users": [r.to_json() for r in records]}})
 
 
+async def heartbeat(request: web.Request) -> web.Response:
+    """A cheap "still here" for clients without a socket: authentication is the activity."""
+    await caller(request)
+    return web.json_response({"success": True})
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/presence/heartbeat", heartbeat)
     app.router.add_get("/api/users/me", me)
     app.router.add_put("/api/users/me/status", set_status)
     app.router.add_get("/api/users/presence", presence_of)

@@ -264,3 +264,34 @@ async def test_a_deactivated_user_is_refused_once_the_cache_rechecks(
         "/api/auth/login", json={"email": "alice@example.test", "password": "password-1"}
     )
     assert resp.status == 401
+
+
+async def test_a_heartbeat_is_activity_unless_request_tracking_is_off(
+    make_cluster: ClusterFactory,
+) -> None:
+    cluster = await make_cluster(2, track_requests=False)
+    heard = listen(cluster)
+    alice, alice_id = await cluster.register("alice")
+    bob, _ = await cluster.register("bob")
+    cid = await conversation(cluster, bob, [alice_id])
+
+    resp = await cluster[0].client.post("/api/presence/heartbeat", headers=bearer(alice))
+    assert (resp.status, await resp.json()) == (200, {"success": True})
+    await cluster.settle()
+    assert heard == []
+    assert cluster.writes.by_subject.get(alice_id, 0) == 0
+    seen = (await presence_in(cluster, 1, bearer(bob), cid))[alice_id]
+    assert (seen["isOnline"], seen["lastActiveAt"]) == (False, None)
+    refused = await cluster[0].client.post("/api/presence/heartbeat")
+    assert refused.status == 401
+
+
+async def test_a_heartbeat_brings_its_caller_online(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(2)
+    heard = listen(cluster)
+    alice, alice_id = await cluster.register("alice")
+    resp = await cluster[1].client.post("/api/presence/heartbeat", headers=bearer(alice))
+    assert resp.status == 200
+    await cluster.settle()
+    assert [(r.subject.id, r.is_online) for _, r in heard] == [(alice_id, True)]
+    assert cluster.writes.by_subject[alice_id] == 1

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from presence.auth.authenticator import Authenticator, AuthError
-from presence.auth.cache import RECHECK_S
+from presence.auth.cache import RECHECK_S, VerifiedCache
 from presence.auth.tokens import JwtCodec, new_session_token, session_token_hash
 from presence.domain import Role, from_epoch
 from presence.store.memory import MemoryStore
@@ -65,3 +65,22 @@ async def test_a_guest_is_refused_once_its_link_expires_even_when_cached(
     with pytest.raises(AuthError) as caught:
         await auth.from_session_token(token)
     assert caught.value.reason == "link_expired"
+
+
+async def test_a_cache_of_size_zero_checks_the_database_on_every_call(clock: FakeClock) -> None:
+    store = MemoryStore()
+    codec = JwtCodec("k" * 40, 3600, clock)
+    auth = Authenticator(store, codec, clock, VerifiedCache(capacity=0))
+    user = await store.create_user(
+        username="ann",
+        email="ann@example.test",
+        password_hash="x",
+        role=Role.USER,
+        now=from_epoch(clock.now()),
+    )
+    token = codec.issue(user.id)
+    assert (await auth.from_jwt(token)).subject.id == user.id
+    assert len(auth.cache) == 0
+    await store.set_user_active(user.id, False)
+    with pytest.raises(AuthError):
+        await auth.from_jwt(token)

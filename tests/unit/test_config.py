@@ -26,6 +26,7 @@ def test_no_service_urls_means_embedded_mode_with_spec_defaults() -> None:
     assert (s.leader_ttl_s, s.worker_ttl_s) == (15, 15)
     assert (s.ping_interval_s, s.ping_timeout_s) == (25, 20)
     assert s.max_connections == 20000
+    assert (s.auth_cache_size, s.track_requests) == (10000, True)
     assert s.cors_origins == ("*",)
     assert (s.log_level, s.log_format) == ("INFO", "json")
 
@@ -51,6 +52,8 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_OFFLINE_THRESHOLD_S": "nan"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
         ({"PRESENCE_OFFLINE_THRESHOLD_S": "30"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
         ({"PRESENCE_MAX_CONNECTIONS": "0"}, "PRESENCE_MAX_CONNECTIONS"),
+        ({"PRESENCE_AUTH_CACHE_SIZE": "-1"}, "PRESENCE_AUTH_CACHE_SIZE"),
+        ({"PRESENCE_TRACK_REQUESTS": "maybe"}, "PRESENCE_TRACK_REQUESTS"),
         ({"PRESENCE_LOG_LEVEL": "LOUD"}, "PRESENCE_LOG_LEVEL"),
         ({"PRESENCE_LOG_FORMAT": "xml"}, "PRESENCE_LOG_FORMAT"),
         ({"PRESENCE_JWT_SECRET": "short"}, "PRESENCE_JWT_SECRET"),
@@ -64,6 +67,12 @@ def test_a_bad_value_names_its_variable_in_one_line(env: dict[str, str], variabl
     message = str(caught.value)
     assert message.startswith(variable + ":")
     assert "\n" not in message
+
+
+def test_switches_read_the_usual_spellings_of_true_and_false() -> None:
+    off = load_settings({"PRESENCE_TRACK_REQUESTS": "off", "PRESENCE_AUTH_CACHE_SIZE": "0"})
+    assert (off.track_requests, off.auth_cache_size) == (False, 0)
+    assert load_settings({"PRESENCE_TRACK_REQUESTS": "TRUE"}).track_requests
 
 
 def test_one_service_url_without_the_other_is_refused() -> None:
