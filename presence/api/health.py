@@ -64,7 +64,7 @@ async def metrics(request: web.Request) -> web.Response:
         c.metrics.cluster_windows.set(snapshot.cache_size)
     except RedisError:
         c.metrics.redis_errors.labels(operation="scrape").inc()
-    c.metrics.throttle_cache_size.set(c.tracker.cache_size)
+    c.tracker.publish_metrics()
     body = generate_latest(c.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -1,0 +1,379 @@
+"""What every benchmark needs: the real servers, worker processes pinned to a core, seeded
+accounts, and the counters read at Redis and at the database.
+
+The servers are the ones the tests use (a local Redis, ``mongod`` or the FerretDB build); one
+:class:`Stack` is shared by a whole run and emptied between benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from pymongo import AsyncMongoClient, MongoClient
+
+from presence.auth.tokens import JwtCodec
+from presence.clock import SystemClock
+from presence.domain import Role, from_epoch
+from presence.keys import ACTIVITY
+from presence.store.mongo import MongoStore
+from tests.support.servers import (
+    Server,
+    free_port,
+    mongo_server,
+    mongo_url_of,
+    redis_server,
+    redis_url_of,
+    wait_for_port,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+# A worker on one core, load generators and servers on the other: the layout the ratios assume.
+WORKER_CPU = "1"
+LOAD_CPU = "0"
+MONGO_DB = "presence_bench"
+
+
+def taskset(cpu: str) -> list[str]:
+    binary = shutil.which("taskset")
+    if binary is None or (os.cpu_count() or 1) < 2:
+        return []
+    return [binary, "-c", cpu]
+
+
+def raise_open_files_limit() -> int:
+    """Thousands of sockets per process: children inherit the raised limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            return soft
+    return wanted
+
+
+@dataclass
+class Worker:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def metric(self, name: str) -> float:
+        """Sum of one Prometheus series family (all label sets) from ``/metrics``."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Account:
+    id: str
+    token: str
+
+
+@dataclass
+class Stack:
+    run_dir: Path
+    redis_server: Server
+    mongo_server: Server
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def redis_url(self) -> str:
+        return redis_url_of(self.redis_server)
+
+    @property
+    def mongo_url(self) -> str:
+        return mongo_url_of(self.mongo_server)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def worker_env(self, settings: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
+        env.update(
+            PRESENCE_REDIS_URL=self.redis_url,
+            PRESENCE_MONGO_URL=self.mongo_url,
+            PRESENCE_MONGO_DB=MONGO_DB,
+            PRESENCE_JWT_SECRET=self.jwt_secret,
+            PRESENCE_HOST="127.0.0.1",
+            PRESENCE_LOG_LEVEL="WARNING",
+        )
+        env.update({f"PRESENCE_{k.upper()}": str(v) for k, v in settings.items()})
+        return env
+
+    def start_worker(self, name: str, cpu: str | None = WORKER_CPU, **settings: Any) -> Worker:
+        port = free_port()
+        env = self.worker_env({"port": str(port), **{k: str(v) for k, v in settings.items()}})
+        log_path = self.run_dir / f"{name}.log"
+        argv = [sys.executable, "-m", "presence", "serve", "--worker-id", name]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [*(taskset(cpu) if cpu else []), *argv],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(name, port, process, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def start_workers(self, count: int, cpu: str | None = WORKER_CPU, **settings: Any) -> list[Worker]:
+        started = [self.start_worker(f"w{i}", cpu, **settings) for i in range(count)]
+        for worker in started:
+            self.wait_ready(worker)
+        return started
+
+    def wait_ready(self, worker: Worker, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"{worker.name} exited:\n{worker.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(worker.url + "/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{worker.name} not ready after {timeout_s} s")
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
+    def reset(self) -> None:
+        """Stop every worker and empty both stores: each benchmark starts from nothing."""
+        self.stop_workers()
+        self.redis().flushall()
+        with MongoClient(self.mongo_url) as client:
+            client.drop_database(MONGO_DB)
+
+    def close(self) -> None:
+        self.stop_workers()
+        self.redis_server.cleanup()
+        self.mongo_server.cleanup()
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def commandstats(self) -> dict[str, int]:
+        stats = self.redis().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    def database_updates(self) -> int:
+        """Update commands the database executed: FerretDB's request metrics, or the update
+        operation counter of a mongod."""
+        debug = self.mongo_server.extra_ports.get("debug")
+        if debug is not None:
+            url = f"http://127.0.0.1:{debug}/debug/metrics"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                text = resp.read().decode()
+            pattern = re.compile(r'^ferretdb_client_requests_total\{[^}]*command="update"[^}]*\} (\S+)$')
+            return sum(int(float(m.group(1))) for m in map(pattern.match, text.splitlines()) if m)
+        with MongoClient(self.mongo_url) as client:
+            status = client.admin.command("serverStatus")
+            return int(status["opcounters"]["update"])
+
+    @contextmanager
+    def monitor(self) -> Iterator[MonitorLog]:
+        """Every command Redis executes meanwhile (``MONITOR``), to tell the request path's
+        calls from the background's. Costs throughput: only for counting benchmarks."""
+        path = self.run_dir / f"monitor-{time.monotonic_ns()}.log"
+        cli = shutil.which("redis-cli") or "redis-cli"
+        with path.open("wb") as out:
+            process = subprocess.Popen(
+                [cli, "-p", str(self.redis_server.port), "monitor"], stdout=out
+            )
+        time.sleep(0.3)
+        log = MonitorLog(path)
+        try:
+            yield log
+        finally:
+            time.sleep(0.3)
+            process.terminate()
+            process.wait()
+            log.load()
+            path.unlink(missing_ok=True)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def seed_users(self, count: int, prefix: str = "u") -> list[Account]:
+        """Users written through the store, with tokens signed by the workers' secret (no
+        password hashing: 10 000 argon2 hashes would take minutes)."""
+        return asyncio.run(self._seed_users(count, prefix))
+
+    async def _seed_users(self, count: int, prefix: str) -> list[Account]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo_url, tz_aware=True)
+        store = MongoStore(client, MONGO_DB)
+        clock = SystemClock()
+        codec = JwtCodec(self.jwt_secret, 6 * 3600, clock)
+        tag = secrets.token_hex(3)
+        try:
+            await store.ensure_indexes()
+            accounts: list[Account] = []
+            for start in range(0, count, 200):
+                users = await asyncio.gather(
+                    *(
+                        store.create_user(
+                            username=f"{prefix}{i}",
+                            email=f"{prefix}{i}-{tag}@bench.test",
+                            password_hash="-",
+                            role=Role.USER,
+                            now=from_epoch(clock.now()),
+                        )
+                        for i in range(start, min(count, start + 200))
+                    )
+                )
+                accounts.extend(Account(u.id, codec.issue(u.id)) for u in users)
+            return accounts
+        finally:
+            await client.close()
+
+    def conversation(self, members: list[str], title: str = "bench") -> str:
+        return asyncio.run(self._conversation(members, title))
+
+    async def _conversation(self, members: list[str], title: str) -> str:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo_url, tz_aware=True)
+        try:
+            store = MongoStore(client, MONGO_DB)
+            record = await store.create_conversation(
+                title=title,
+                member_ids=members,
+                created_by=members[0],
+                now=from_epoch(time.time()),
+            )
+            return record.id
+        finally:
+            await client.close()
+
+
+class MonitorLog:
+    """The commands of a ``MONITOR`` session, each as its list of arguments."""
+
+    _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.commands: list[list[str]] = []
+
+    def load(self) -> None:
+        for line in self._path.read_text(errors="replace").splitlines():
+            args = self._ARG.findall(line)
+            if args:
+                self.commands.append(args)
+
+    def count(self, name: str, *, first_arg: str | None = None, containing: str | None = None) -> int:
+        total = 0
+        for args in self.commands:
+            if args[0].upper() != name.upper():
+                continue
+            if first_arg is not None and (len(args) < 2 or args[1] != first_arg):
+                continue
+            if containing is not None and not any(containing in a for a in args[1:]):
+                continue
+            total += 1
+        return total
+
+    def activity_calls(self) -> int:
+        """Calls of the activity script: the only Redis round trip on the request path."""
+        return self.count("evalsha", first_arg=script_sha(ACTIVITY)) + self.count(
+            "eval", first_arg=ACTIVITY
+        )
+
+
+def script_sha(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+def start_stack(run_dir: Path) -> Stack:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    raise_open_files_limit()
+    redis_srv = redis_server()
+    mongo_srv = mongo_server()
+    for server in (redis_srv, mongo_srv):
+        server.log_path = run_dir / server.log_path.name
+        server.argv = [*taskset(LOAD_CPU), *server.argv]
+        server.start()
+        wait_for_port(server.port)
+    return Stack(run_dir, redis_srv, mongo_srv)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+def run_rest_load(run_dir: Path, plan: dict[str, Any], timeout_s: float = 600) -> dict[str, Any]:
+    """The open-loop generator in its own process (on the load core)."""
+    tag = time.monotonic_ns()
+    plan_path = run_dir / f"plan-{tag}.json"
+    out_path = run_dir / f"load-{tag}.json"
+    plan_path.write_text(json.dumps(plan))
+    subprocess.run(
+        [*taskset(LOAD_CPU), sys.executable, "-m", "bench.restload", str(plan_path), str(out_path)],
+        cwd=ROOT,
+        check=True,
+        timeout=timeout_s,
+    )
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    plan_path.unlink()
+    out_path.unlink()
+    return result
