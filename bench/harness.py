@@ -43,6 +43,9 @@ from tests.support.servers import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# Source addresses for load through the address-sticky load balancer: enough of them that
+# every worker gets some.
+SOURCES = [f"127.0.0.{i}" for i in range(2, 62)]
 # A worker on one core, load generators and servers on the other: the layout the ratios assume.
 WORKER_CPU = "1"
 LOAD_CPU = "0"
@@ -126,6 +129,7 @@ class Stack:
     mongo_server: Server
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     workers: list[Worker] = field(default_factory=list)
+    nginx: subprocess.Popen[bytes] | None = None
 
     @property
     def redis_url(self) -> str:
@@ -190,6 +194,28 @@ class Stack:
         for worker in self.workers:
             worker.stop()
         self.workers.clear()
+        if self.nginx is not None:
+            self.nginx.terminate()
+            self.nginx.wait(timeout=15)
+            self.nginx = None
+
+    def start_nginx(self, workers: list[Worker]) -> str:
+        """The deployment's load balancer (address-sticky) in front of ``workers``."""
+        from scripts.cluster import nginx_config
+
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        port = free_port()
+        conf_dir = self.run_dir / f"nginx-{port}"
+        conf_dir.mkdir()
+        conf = conf_dir / "nginx.conf"
+        conf.write_text(nginx_config(conf_dir, port, [w.port for w in workers]))
+        self.nginx = subprocess.Popen(
+            [*taskset(LOAD_CPU), binary, "-c", str(conf), "-p", str(conf_dir), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port)
+        return f"http://127.0.0.1:{port}"
 
     def reset(self) -> None:
         """Stop every worker and empty both stores: each benchmark starts from nothing."""
@@ -300,7 +326,8 @@ class Stack:
 
 
 class MonitorLog:
-    """The commands of a ``MONITOR`` session, each as its list of arguments."""
+    """The commands clients sent during a ``MONITOR`` session (not those scripts ran), each as
+    its list of arguments."""
 
     _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
@@ -310,6 +337,8 @@ class MonitorLog:
 
     def load(self) -> None:
         for line in self._path.read_text(errors="replace").splitlines():
+            if " lua]" in line.split('"', 1)[0]:
+                continue  # run by a script: not a round trip
             args = self._ARG.findall(line)
             if args:
                 self.commands.append(args)

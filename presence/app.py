@@ -29,7 +29,7 @@ from presence.clock import Clock, SystemClock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
-from presence.keys import Keys
+from presence.keys import SCRIPTS, Keys
 from presence.maintenance.lease import LeaderLease
 from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
@@ -214,6 +214,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         indexes = None
     realtime = app[REALTIME]
     try:
+        for script in SCRIPTS:
+            await c.redis.script_load(script)
         stale = await c.presence.forget_previous_life(c.settings.worker_id)
     except RedisError:
         log.warning("Redis not answering at start-up; previous connections not cleaned")

@@ -287,3 +287,20 @@ end
 return {users, anons}
 """
 )
+
+
+# Every script, loaded at start-up so that no request pays a NOSCRIPT retry.
+SCRIPTS = (
+    ACTIVITY,
+    CONNECT,
+    DISCONNECT,
+    FINISH_OFFLINE,
+    RENEW_LEASE,
+    RELEASE_LEASE,
+    WORKER_BEAT,
+    TAKE_QUIET_OFFLINE,
+    RELEASE_WINDOW,
+    ADD_COUNTERS,
+    RESET_COUNTERS,
+    COUNT_ONLINE,
+)

@@ -6,6 +6,8 @@ How a call is decided:
 1. Local cache. If this worker already saw the subject's window open (it won the window, or
    Redis told it how long another worker's window has left), the call is throttled with no
    round trip. The cache can only skip work: its copy of a window never outlives the Redis key.
+   Requests of one subject arriving while this worker is already asking Redis wait for that
+   answer instead of asking again: one round trip per subject per worker per window.
 2. Otherwise one Lua call does ``SET throttle NX PX interval``, raises the subject's precise
    last activity and marks it online, atomically, so exactly one worker in the cluster wins the
    window and exactly one sees an offline -> online transition.
@@ -94,6 +96,7 @@ class ActivityTracker:
         self._cache: dict[SubjectRef, _Window] = {}
         self._pending_last: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
+        self._inflight: dict[SubjectRef, asyncio.Future[None]] = {}
         # Per kind: activity calls, throttled calls, local cache hits not yet in Prometheus.
         self._local_counts = {kind: [0, 0, 0] for kind in SubjectKind}
         self._activity = redis.register_script(ACTIVITY)
@@ -113,15 +116,38 @@ class ActivityTracker:
         # dictionary operations; Prometheus sees these counts at the next flush or scrape.
         window = self._cache.get(subject)
         if window is not None and policy.window_covers(window.ends, mono):
-            window.last_used = mono
-            member = window.member
-            pending = self._pending_last
-            pending[member] = max(now, pending.get(member, 0.0))
-            self._counters.add_throttled(now)
-            counts[1] += 1
-            counts[2] += 1
-            return _THROTTLED
+            return self._hit(window, now, mono, counts)
 
+        inflight = self._inflight.get(subject)
+        if inflight is not None:
+            # This subject's window is being asked of Redis by another request right now: its
+            # answer covers this request too, so a worker asks once per subject per window.
+            await asyncio.wait([inflight])
+            window = self._cache.get(subject)
+            if window is not None and policy.window_covers(window.ends, self._clock.monotonic()):
+                return self._hit(window, now, mono, counts)
+
+        asked = asyncio.get_running_loop().create_future()
+        self._inflight[subject] = asked
+        try:
+            return await self._ask_redis(subject, now, mono, counts)
+        finally:
+            del self._inflight[subject]
+            asked.set_result(None)
+
+    def _hit(self, window: _Window, now: float, mono: float, counts: list[int]) -> ActivityOutcome:
+        window.last_used = mono
+        member = window.member
+        pending = self._pending_last
+        pending[member] = max(now, pending.get(member, 0.0))
+        self._counters.add_throttled(now)
+        counts[1] += 1
+        counts[2] += 1
+        return _THROTTLED
+
+    async def _ask_redis(
+        self, subject: SubjectRef, now: float, mono: float, counts: list[int]
+    ) -> ActivityOutcome:
         self._counters.add(TOTAL, now)
         token = f"{self._settings.worker_id}:{uuid.uuid4().hex}"
         try:

@@ -15,7 +15,7 @@ from presence.clock import Clock, SystemClock
 from presence.config import load_settings
 from presence.counters import ClusterCounters
 from presence.domain import Role, SubjectKind, SubjectRef, from_epoch
-from presence.keys import Keys
+from presence.keys import ACTIVITY, Keys
 from presence.metrics import Metrics
 from presence.store.base import StoreError
 from presence.store.memory import MemoryStore
@@ -96,6 +96,27 @@ async def test_first_activity_writes_and_the_rest_of_the_window_skips_redis(rig:
     assert rig.store.writes == 1
     # The 100 throttled calls never reached Redis: the local cache answered them.
     assert rig.metrics.local_cache_hits._value.get() == 100
+
+
+async def test_concurrent_first_requests_of_a_subject_ask_redis_once(rig: Rig) -> None:
+    await rig.redis.script_load(ACTIVITY)  # so that each call is exactly one EVALSHA
+    calls = 0
+    original = rig.redis.evalsha
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)  # a round trip long enough for the others to arrive
+        return await original(*args, **kwargs)
+
+    rig.redis.evalsha = counted  # type: ignore[method-assign]
+    outcomes = await asyncio.gather(*(rig.tracker.record(rig.subject) for _ in range(20)))
+    assert calls == 1
+    assert sum(o.won_window for o in outcomes) == 1
+    assert sum(o.became_online for o in outcomes) == 1
+    await rig.tracker.drain()
+    snapshot = await rig.counters.read(0)
+    assert (snapshot.total_requests, snapshot.throttled_requests) == (20, 19)
 
 
 async def test_the_next_window_writes_again(rig: Rig) -> None:
