@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -19,13 +19,21 @@ _OPTIONS: dict[str, Any] = {
     "health_check_interval": 30,
     "retry": _RETRY,
 }
+# redis-py's default pool raises "Too many connections" past 100 connections in use, which a
+# burst of first requests (one round trip each) reaches at once; a blocking pool makes the burst
+# queue for a connection instead, for at most POOL_WAIT_S.
+POOL_SIZE = 100
+POOL_WAIT_S = 2.0
 
 
 def redis_from_url(url: str) -> Redis:
     """``redis://``, ``rediss://``, ``unix://`` or
     ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``."""
     if not url.startswith("redis+sentinel://"):
-        return Redis.from_url(url, **_OPTIONS)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, **_OPTIONS
+        )
+        return Redis.from_pool(pool)
     parts = urlsplit(url)
     netloc = parts.netloc
     password = None

@@ -296,12 +296,14 @@ class PresenceService:
     async def _change(self, subject: SubjectRef, before: Status | None) -> StatusChange | None:
         """The subject's views now. ``before`` is its public status before the change; None
         means "it was online as its manual status says" (a grace period just ended)."""
-        found = await self.records([subject], viewer=subject)
-        if not found:
+        # One read of the stores for both views: this runs on every transition.
+        stored = await self._store.get_presence([subject])
+        if subject not in stored:
             return None
-        own = found[0]
-        public = await self.record(subject)
-        assert public is not None
+        live = (await self._live_states([subject], stored))[subject]
+        now = self._clock.now()
+        own = self._combine(stored[subject], live, now, own=True)
+        public = self._combine(stored[subject], live, now, own=False)
         if before is None:
             assert own.manual_status is not None
             before = policy.visible_status(True, own.manual_status)

@@ -339,7 +339,10 @@ class MongoStore:
             ids = [s.id for s in subjects if s.kind is kind]
             if not ids:
                 continue
-            for doc in await self._find_many(coll, {"_id": {"$in": ids}}, projection=projection):
+            # An equality match for the common single subject: some MongoDB-compatible
+            # servers plan "$in" far worse than an _id lookup.
+            query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
+            for doc in await self._find_many(coll, query, projection=projection):
                 subject = SubjectRef(kind, doc["_id"])
                 found[subject] = StoredPresence(
                     subject=subject,
