@@ -343,17 +343,39 @@ class MonitorLog:
             if args:
                 self.commands.append(args)
 
-    def count(self, name: str, *, first_arg: str | None = None, containing: str | None = None) -> int:
+    def count(self, name: str, *, first_arg: str | None = None, containing: tuple[str, ...] = (),
+              excluding: tuple[str, ...] = ()) -> int:
+        """Commands called ``name`` whose arguments contain every one of ``containing`` and
+        none of ``excluding``."""
         total = 0
         for args in self.commands:
             if args[0].upper() != name.upper():
                 continue
             if first_arg is not None and (len(args) < 2 or args[1] != first_arg):
                 continue
-            if containing is not None and not any(containing in a for a in args[1:]):
-                continue
-            total += 1
+            text = " ".join(args[1:])
+            if all(c in text for c in containing) and not any(e in text for e in excluding):
+                total += 1
         return total
+
+    def published(self) -> list[dict[str, Any]]:
+        """The JSON messages published (Socket.IO's queue messages and the probes)."""
+        messages = []
+        for args in self.commands:
+            if args[0].upper() == "PUBLISH" and len(args) >= 3:
+                raw = args[2].encode("latin-1", "backslashreplace").decode("unicode_escape")
+                try:
+                    messages.append(json.loads(raw))
+                except ValueError:
+                    continue
+        return messages
+
+    def status_publishes(self, user_id: str) -> int:
+        return sum(
+            1
+            for m in self.published()
+            if m.get("event") == "user:status" and m["data"][0].get("userId") == user_id
+        )
 
     def activity_calls(self) -> int:
         """Calls of the activity script: the only Redis round trip on the request path."""

@@ -246,7 +246,7 @@ class RealtimeServer:
             "username": principal.name,
             "isAnonymous": principal.subject.is_anonymous,
         }
-        await self.sio.emit("authenticated", {"success": True, "user": user}, to=sid)
+        await self._reply(sid, "authenticated", {"success": True, "user": user})
         try:
             shared = await self._conversations.shared_with(principal)
             records = await self._presence.records(
@@ -255,7 +255,7 @@ class RealtimeServer:
         except (RedisError, StoreError):
             log.warning("no snapshot for a new connection", extra={"sid": sid})
             return
-        await self.sio.emit("presence:snapshot", {"users": [r.to_json() for r in records]}, to=sid)
+        await self._reply(sid, "presence:snapshot", {"users": [r.to_json() for r in records]})
 
     async def _expire_unauthenticated(self, sid: str) -> None:
         await asyncio.sleep(self._settings.auth_deadline_s)
@@ -368,19 +368,24 @@ class RealtimeServer:
         await self.sio.enter_room(sid, conversation_room(conversation.id))
         members = await self._conversations.members(conversation)
         records = await self._presence.records(members, viewer=principal.subject)
-        await self.sio.emit(
+        await self._reply(
+            sid,
             "presence:state",
             {"conversationId": conversation.id, "users": [r.to_json() for r in records]},
-            to=sid,
         )
 
     async def _heartbeat(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
         payloads.heartbeat(args)
         await self._presence.activity(principal.subject)
-        await self.sio.emit("heartbeat:ack", {"serverTime": iso_now(self._clock)}, to=sid)
+        await self._reply(sid, "heartbeat:ack", {"serverTime": iso_now(self._clock)})
 
     async def _error(self, sid: str, code: str, message: str) -> None:
-        await self.sio.emit("error", {"code": code, "message": message}, to=sid)
+        await self._reply(sid, "error", {"code": code, "message": message})
+
+    async def _reply(self, sid: str, event: str, data: dict[str, Any]) -> None:
+        """To one socket of this worker: delivered here, never published for other workers
+        to decode and drop."""
+        await self.sio.emit(event, data, to=sid, ignore_queue=True)
 
     def _bad_packet(self, reason: str) -> None:
         self._metrics.socket_refusals.labels(reason=f"bad_packet_{reason}").inc()
