@@ -287,7 +287,9 @@ class Stack:
         codec = JwtCodec(self.jwt_secret, 6 * 3600, clock)
         tag = secrets.token_hex(3)
         try:
-            await store.ensure_indexes()
+            # No index creation here (the workers create them at start-up): a
+            # MongoDB-compatible server checking a unique index on every insert would make
+            # seeding thousands of users the slowest part of a benchmark.
             accounts: list[Account] = []
             for start in range(0, count, 200):
                 users = await asyncio.gather(

@@ -100,21 +100,29 @@ class Sweeper:
         async for batch in self._connections.online_batches(BATCH):
             if not await self._may_write():
                 break
-            for quiet in await self._connections.take_quiet_offline(batch, cutoff):
-                taken += 1
-                self._metrics.marked_offline.labels(reason="quiet").inc()
-                written = await self._store.sweep_offline(
-                    quiet.subject,
-                    last_seen=from_epoch(quiet.closed_at),
-                    epoch=self._lease.epoch,
-                    worker_id=self._lease.worker_id,
-                    at=from_epoch(self._clock.now()),
-                )
-                if not written:
-                    self._metrics.fenced_rejections.inc()
-                # Redis decided this transition once, atomically: it is announced either way.
-                await self._presence.announce_offline(quiet.subject)
-            await asyncio.sleep(0)
+            quiet = await self._connections.take_quiet_offline(batch, cutoff)
+            if not quiet:
+                continue
+            taken += len(quiet)
+            self._metrics.marked_offline.labels(reason="quiet").inc(len(quiet))
+            # One database round trip for the batch, then its announcements side by side:
+            # a sweep's time grows with its batches, not with one round trip per subject.
+            written = await self._store.sweep_offline(
+                [(q.subject, from_epoch(q.closed_at)) for q in quiet],
+                epoch=self._lease.epoch,
+                worker_id=self._lease.worker_id,
+                at=from_epoch(self._clock.now()),
+            )
+            if written < len(quiet):
+                self._metrics.fenced_rejections.inc(len(quiet) - written)
+            # Redis decided these transitions once, atomically: they are announced either way.
+            outcomes = await asyncio.gather(
+                *(self._presence.announce_offline(q.subject) for q in quiet),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    log.warning("offline announcement failed: %s", outcome)
         return taken
 
     async def _sweep_dead_workers(self) -> tuple[int, int]:

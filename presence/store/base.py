@@ -165,12 +165,12 @@ class Store(Protocol):
 
     async def sweep_offline(
         self,
-        subject: SubjectRef,
+        sweeps: Sequence[tuple[SubjectRef, datetime]],
         *,
-        last_seen: datetime,
         epoch: int,
         worker_id: str,
         at: datetime,
-    ) -> bool:
-        """A maintenance write: offline, ``lastSeen`` raised to ``last_seen``. Refused (False)
-        when the subject was already written under a newer epoch, or no longer exists."""
+    ) -> int:
+        """Maintenance writes, one batch: each subject offline, ``lastSeen`` raised to its
+        time. A subject already written under a newer epoch, or gone, is refused. Returns how
+        many were written."""

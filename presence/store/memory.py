@@ -221,17 +221,19 @@ class MemoryStore:
 
     async def sweep_offline(
         self,
-        subject: SubjectRef,
+        sweeps: Sequence[tuple[SubjectRef, datetime]],
         *,
-        last_seen: datetime,
         epoch: int,
         worker_id: str,
         at: datetime,
-    ) -> bool:
-        fields = self._presence.get(subject)
-        if fields is None or fields.epoch > epoch:
-            return False
-        fields.is_online = False
-        fields.last_seen = _later(fields.last_seen, last_seen)
-        fields.epoch, fields.swept_by, fields.swept_at = epoch, worker_id, at
-        return True
+    ) -> int:
+        written = 0
+        for subject, last_seen in sweeps:
+            fields = self._presence.get(subject)
+            if fields is None or fields.epoch > epoch:
+                continue
+            fields.is_online = False
+            fields.last_seen = _later(fields.last_seen, last_seen)
+            fields.epoch, fields.swept_by, fields.swept_at = epoch, worker_id, at
+            written += 1
+        return written

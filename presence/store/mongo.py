@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -373,25 +373,37 @@ class MongoStore:
 
     async def sweep_offline(
         self,
-        subject: SubjectRef,
+        sweeps: Sequence[tuple[SubjectRef, datetime]],
         *,
-        last_seen: datetime,
         epoch: int,
         worker_id: str,
         at: datetime,
-    ) -> bool:
-        # The database is the fence: a document last written under a newer epoch refuses.
-        query = {
-            "_id": subject.id,
-            "$or": [{"presenceEpoch": {"$exists": False}}, {"presenceEpoch": {"$lte": epoch}}],
-        }
-        update = {
-            "$set": {
-                "isOnline": False,
-                "presenceEpoch": epoch,
-                "sweptBy": worker_id,
-                "sweptAt": at,
-            },
-            "$max": {"lastSeen": last_seen},
-        }
-        return await self._update(self._collection(subject), query, update)
+    ) -> int:
+        # One round trip per collection for the whole batch. The database is the fence: a
+        # document last written under a newer epoch does not match.
+        fence = [{"presenceEpoch": {"$exists": False}}, {"presenceEpoch": {"$lte": epoch}}]
+        by_collection: dict[SubjectKind, list[UpdateOne]] = {}
+        for subject, last_seen in sweeps:
+            by_collection.setdefault(subject.kind, []).append(
+                UpdateOne(
+                    {"_id": subject.id, "$or": fence},
+                    {
+                        "$set": {
+                            "isOnline": False,
+                            "presenceEpoch": epoch,
+                            "sweptBy": worker_id,
+                            "sweptAt": at,
+                        },
+                        "$max": {"lastSeen": last_seen},
+                    },
+                )
+            )
+        written = 0
+        for kind, operations in by_collection.items():
+            coll = self._participants if kind is SubjectKind.ANONYMOUS else self._users
+            try:
+                result = await coll.bulk_write(operations, ordered=False)
+            except PyMongoError as exc:
+                raise StoreError(str(exc)) from exc
+            written += result.matched_count
+        return written

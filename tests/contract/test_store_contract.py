@@ -172,13 +172,16 @@ async def test_sweep_writes_are_fenced_by_epoch(store: Store) -> None:
     subject = await _user(store)
     await store.record_activity(subject, T0, mark_online=True)
     seen = T0 + timedelta(seconds=1)
-    assert await store.sweep_offline(subject, last_seen=seen, epoch=2, worker_id="w1", at=T0)
+    assert await store.sweep_offline([(subject, seen)], epoch=2, worker_id="w1", at=T0) == 1
     found = (await store.get_presence([subject]))[subject]
     assert (found.is_online, found.last_seen) == (False, seen)
     await store.set_online(subject, True)
     # A stale leader (epoch 1) is refused; the current one (2) and newer ones are not.
-    assert not await store.sweep_offline(subject, last_seen=seen, epoch=1, worker_id="w0", at=T0)
+    assert await store.sweep_offline([(subject, seen)], epoch=1, worker_id="w0", at=T0) == 0
     assert (await store.get_presence([subject]))[subject].is_online
-    assert await store.sweep_offline(subject, last_seen=seen, epoch=3, worker_id="w2", at=T0)
     missing = SubjectRef(SubjectKind.USER, "missing")
-    assert not await store.sweep_offline(missing, last_seen=seen, epoch=9, worker_id="w", at=T0)
+    other = await _user(store, "other")
+    batch = [(subject, seen), (missing, seen), (other, seen)]
+    assert await store.sweep_offline(batch, epoch=3, worker_id="w2", at=T0) == 2
+    both = await store.get_presence([subject, other])
+    assert [both[s].is_online for s in (subject, other)] == [False, False]
