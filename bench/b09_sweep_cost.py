@@ -5,6 +5,7 @@ counted by a driver listener."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -14,8 +15,10 @@ from bench.harness import MONGO_DB, Stack
 from bench.report import Result
 from presence.app import MAINTENANCE, create_app
 from presence.config import load_settings
-from presence.domain import from_epoch
+from presence.domain import Role, from_epoch
 from presence.keys import Keys
+from presence.maintenance.sweeper import BATCH
+from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 
 KEY = "b09"
@@ -43,8 +46,8 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
-async def _seed(stack: Stack, total: int, stale: int, now: float) -> list[str]:
-    """Documents in bulk (the store's shape), and the Redis state of online REST subjects."""
+async def _seed_database(stack: Stack, total: int, now: float) -> list[str]:
+    """Online users' documents, in bulk (the store's shape)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, tz_aware=True)
     ids = [f"{i:024x}" for i in range(total)]
     try:
@@ -73,6 +76,23 @@ async def _seed(stack: Stack, total: int, stale: int, now: float) -> list[str]:
             )
     finally:
         await client.close()
+    return ids
+
+
+async def _seed_memory(store: MemoryStore, total: int, now: float) -> list[str]:
+    ids = []
+    for i in range(total):
+        user = await store.create_user(
+            username=f"s{i}", email=f"s{i}@bench.test", password_hash="-", role=Role.USER,
+            now=from_epoch(now),
+        )
+        ids.append(user.id)
+    return ids
+
+
+def _seed_redis(stack: Stack, ids: list[str], stale: int, now: float) -> None:
+    """The Redis state of online REST-only subjects, the first ``stale`` of them quiet."""
+    total = len(ids)
     keys = Keys("presence:")
     redis = stack.redis()
     for start in range(0, total, 5000):
@@ -87,17 +107,17 @@ async def _seed(stack: Stack, total: int, stale: int, now: float) -> list[str]:
             },
         )
         pipe.execute()
-    return ids
 
 
-async def _sweep(stack: Stack) -> dict[str, Any]:
+async def _sweep(stack: Stack, memory: MemoryStore | None = None) -> dict[str, Any]:
     listener = _Commands()
     env = stack.worker_env({"worker_id": "sweeper", "offline_threshold_s": str(THRESHOLD_S)})
     settings = load_settings({k: v for k, v in env.items() if k.startswith("PRESENCE_")})
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         stack.mongo_url, tz_aware=True, event_listeners=[listener]
     )
-    app = create_app(settings, store=MongoStore(client, MONGO_DB))
+    store = memory if memory is not None else MongoStore(client, MONGO_DB)
+    app = create_app(settings, store=store)
     maintenance = app[MAINTENANCE]
     election = asyncio.create_task(maintenance.lease.run())  # renews while the sweep runs
     try:
@@ -116,26 +136,57 @@ async def _sweep(stack: Stack) -> dict[str, Any]:
 
 
 def run(stack: Stack, quick: bool) -> Result:
+    db_total, db_stale = (1_000, 100) if quick else (5_000, 500)
     total, stale = (20_000, 2_000) if quick else (100_000, 10_000)
     result = Result(
         KEY, TITLE, QUESTION, "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
-        settings={"online_subjects": total, "stale": stale, "offline_threshold_s": THRESHOLD_S},
+        settings={"scale_online": total, "scale_stale": stale, "database_online": db_total,
+                  "database_stale": db_stale, "offline_threshold_s": THRESHOLD_S},
     )
-    asyncio.run(_seed(stack, total, stale, time.time()))
+    logging.getLogger("presence").setLevel(logging.ERROR)  # the in-process app's chatter
+    now = time.time()
+    # 1. Against the real database: what a sweep asks of it.
+    ids = asyncio.run(_seed_database(stack, db_total, now))
+    _seed_redis(stack, ids, db_stale, now)
     first = asyncio.run(_sweep(stack))
-    second = asyncio.run(_sweep(stack))  # nothing stale left: the cost of a routine sweep
-    result.repetitions += [{"sweep": "with stale subjects", **first},
-                           {"sweep": "nothing stale", **second}]
-    result.metric("subjects taken offline", "count", [first["taken"]], kind="count",
-                  target=f"exactly {stale}", met=first["taken"] == stale, gate=True)
-    result.metric("sweep with stale subjects", "s", [first["seconds"]],
-                  target="< 15 s (the interval)", met=first["seconds"] < 15)
-    writes = first["commands"].get("update", 0) + first["commands"].get("bulkWrite", 0)
-    result.metric("database write commands", "count", [writes])
-    result.metric("database commands, all kinds", "count", [sum(first["commands"].values())])
-    result.metric("routine sweep (nothing stale)", "s", [second["seconds"]])
-    result.metric("routine sweep: database commands", "count",
+    second = asyncio.run(_sweep(stack))  # nothing stale left: a routine sweep
+    # 2. At scale, with the in-memory store: the sweep's own work and Redis's.
+    stack.redis().flushall()
+    memory = MemoryStore()
+    ids = asyncio.run(_seed_memory(memory, total, now))
+    _seed_redis(stack, ids, stale, now)
+    scale = asyncio.run(_sweep(stack, memory))
+    result.repetitions += [
+        {"sweep": f"database, {db_stale} of {db_total} stale", **first},
+        {"sweep": f"database, nothing stale of {db_total}", **second},
+        {"sweep": f"in-memory store, {stale} of {total} stale", **scale},
+    ]
+    writes = first["commands"].get("update", 0)
+    batches = -(-db_total // BATCH) + 1  # SSCAN's COUNT is a hint: a batch more at most
+    result.metric(f"database: {db_stale} of {db_total} stale, subjects taken offline", "count",
+                  [first["taken"]], kind="count", target=f"exactly {db_stale}",
+                  met=first["taken"] == db_stale, gate=True)
+    result.metric("database: write commands", "count", [writes], kind="count",
+                  target=f"≤ {batches} (one per scanned batch of ~{BATCH})", met=writes <= batches, gate=True)
+    result.metric("database: commands, all kinds", "count", [sum(first["commands"].values())])
+    result.metric("database: sweep time", "s", [first["seconds"]])
+    result.metric("database: routine sweep, commands", "count",
                   [sum(second["commands"].values())])
-    result.notes.append(f"Commands by kind, first sweep: {first['commands']}; second: {second['commands']}.")
+    result.metric(f"scale: {stale} of {total} stale, subjects taken offline", "count",
+                  [scale["taken"]], kind="count", target=f"exactly {stale}",
+                  met=scale["taken"] == stale, gate=True)
+    result.metric("scale: sweep time", "s", [scale["seconds"]], target="< 15 s (the interval)",
+                  met=scale["seconds"] < 15)
+    result.notes.append(
+        f"Database commands by kind: {first['commands']} (with stale subjects), "
+        f"{second['commands']} (routine). The reads are the announcements' (one presence read "
+        "and one conversation lookup per subject going offline) and the fence checks."
+    )
+    result.notes.append(
+        "The scale run uses the in-memory store because the MongoDB-compatible server of this "
+        "machine (FerretDB on SQLite) scans a collection for most queries (measured: an update "
+        "by _id 50–170 ms on 5 000 documents): its times say nothing about MongoDB's. The "
+        "database run gives the commands; multiply by a MongoDB round trip (~0.3 ms) for time."
+    )
     return result
