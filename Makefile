@@ -42,14 +42,14 @@ test-unit: $(STAMP)
 
 ## lint: ruff, ruff format --check, mypy --strict, import-linter layers
 lint: $(STAMP)
-	$(BIN)/ruff check presence tests scripts
-	$(BIN)/ruff format --check presence tests scripts
+	$(BIN)/ruff check presence tests scripts bench
+	$(BIN)/ruff format --check presence tests scripts bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix presence tests scripts
-	$(BIN)/ruff format presence tests scripts
+	$(BIN)/ruff check --fix presence tests scripts bench
+	$(BIN)/ruff format presence tests scripts bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

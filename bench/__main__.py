@@ -30,8 +30,14 @@ ALL = [
     "b10_detection",
 ]
 # Under two minutes: the counts, and the overhead ratio with a loose bound.
-QUICK = ["b01_rest_overhead", "b02_redis_round_trips", "b03_database_writes",
-         "b04_throttle_race", "b06_publishes_per_change", "b09_sweep_cost"]
+QUICK = [
+    "b01_rest_overhead",
+    "b02_redis_round_trips",
+    "b03_database_writes",
+    "b04_throttle_race",
+    "b06_publishes_per_change",
+    "b09_sweep_cost",
+]
 
 
 def _module(name: str) -> ModuleType:
@@ -44,7 +50,9 @@ def _module(name: str) -> ModuleType:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the short CI subset")
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all, or the quick set)")
+    parser.add_argument(
+        "names", nargs="*", help="benchmarks to run (default: all, or the quick set)"
+    )
     args = parser.parse_args()
     names = args.names or (QUICK if args.quick else ALL)
     modules = [_module(n) for n in names]

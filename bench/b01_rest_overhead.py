@@ -95,8 +95,9 @@ def run(stack: Stack, quick: bool) -> Result:
         met=sorted(tracking)[len(tracking) // 2] >= floor,
         gate=quick,
     )
-    cpu_on, cpu_off = series("tracking-on", "cpu_us_per_request"), series(
-        "tracking-off", "cpu_us_per_request"
+    cpu_on, cpu_off = (
+        series("tracking-on", "cpu_us_per_request"),
+        series("tracking-off", "cpu_us_per_request"),
     )
     result.metric(
         "CPU per request, tracking on − off",

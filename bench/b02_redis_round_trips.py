@@ -28,8 +28,13 @@ def run(stack: Stack, quick: bool) -> Result:
         QUESTION,
         "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
-        settings={"users": users, "workers": workers_count, "rate_per_user": 10,
-                  "seconds": seconds, "throttle_interval_s": 60},
+        settings={
+            "users": users,
+            "workers": workers_count,
+            "rate_per_user": 10,
+            "seconds": seconds,
+            "throttle_interval_s": 60,
+        },
     )
     accounts = stack.seed_users(users)
     workers = stack.start_workers(workers_count)
@@ -49,22 +54,48 @@ def run(stack: Stack, quick: bool) -> Result:
     activity = log.activity_calls()
     total = len(log.commands)
     result.repetitions.append(
-        {"requests": requests, "statuses": load["statuses"], "activity_calls": activity,
-         "all_commands": total, "per_target": load["per_target"],
-         "commands_incl_scripts": {
-             k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)
-         }}
+        {
+            "requests": requests,
+            "statuses": load["statuses"],
+            "activity_calls": activity,
+            "all_commands": total,
+            "per_target": load["per_target"],
+            "commands_incl_scripts": {
+                k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)
+            },
+        }
     )
     bound = workers_count * users
     ok = load["statuses"].get("200", 0) == requests
-    result.metric("requests served", "count", [requests], kind="count",
-                  target="all answered 200", met=ok, gate=True)
-    result.metric("request-path Redis calls", "count", [activity], kind="count",
-                  target=f"≤ W × U = {bound}", met=activity <= bound, gate=True)
-    result.metric("request-path Redis calls per request", "ratio", [activity / requests],
-                  kind="count", target=f"≤ {bound / requests:.4f}", met=activity <= bound)
-    result.metric("all Redis round trips (incl. background) per request", "ratio",
-                  [total / requests])
+    result.metric(
+        "requests served",
+        "count",
+        [requests],
+        kind="count",
+        target="all answered 200",
+        met=ok,
+        gate=True,
+    )
+    result.metric(
+        "request-path Redis calls",
+        "count",
+        [activity],
+        kind="count",
+        target=f"≤ W × U = {bound}",
+        met=activity <= bound,
+        gate=True,
+    )
+    result.metric(
+        "request-path Redis calls per request",
+        "ratio",
+        [activity / requests],
+        kind="count",
+        target=f"≤ {bound / requests:.4f}",
+        met=activity <= bound,
+    )
+    result.metric(
+        "all Redis round trips (incl. background) per request", "ratio", [total / requests]
+    )
     result.notes.append(
         f"{requests} requests, {activity} activity-script calls: each worker asked Redis once "
         f"per subject, then answered from its own copy of the window."

@@ -18,7 +18,7 @@ QUESTION = (
     "(a) One user at 20 requests/s for a whole 60 s window → exactly 1 write. (b) U active "
     "users, one request every 3 s each, for a window → at most one write per user per window. "
     "(c) The same load as (b) on a write-through baseline (`PRESENCE_THROTTLE_INTERVAL_S=0.001`, "
-    "the original's \"without throttling\" column) → the reduction. Update commands are counted "
+    'the original\'s "without throttling" column) → the reduction. Update commands are counted '
     "at the database (FerretDB's request metrics, or `serverStatus` of a mongod)."
 )
 
@@ -36,7 +36,9 @@ def _load(stack: Stack, url: str, tokens: list[str], rate: float, seconds: float
     )
 
 
-def _writes_during(stack: Stack, action: Callable[[], dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+def _writes_during(
+    stack: Stack, action: Callable[[], dict[str, Any]]
+) -> tuple[int, dict[str, Any]]:
     before = stack.database_updates()
     load = action()
     time.sleep(1.5)  # writes leave the request path: let the last ones land
@@ -53,7 +55,12 @@ def run(stack: Stack, quick: bool) -> Result:
         QUESTION,
         "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
-        settings={"workers": 3, "seconds": seconds, "users_b": users, "throttle_interval_s": window},
+        settings={
+            "workers": 3,
+            "seconds": seconds,
+            "users_b": users,
+            "throttle_interval_s": window,
+        },
     )
     accounts = stack.seed_users(users + 1)
     one, many = accounts[0], accounts[1:]
@@ -61,22 +68,43 @@ def run(stack: Stack, quick: bool) -> Result:
     url = stack.start_nginx(workers)
 
     calls_before = [w.metric("presence_activity_calls_total") for w in workers]
-    single, load_a = _writes_during(
-        stack, lambda: _load(stack, url, [one.token], 20, seconds)
-    )
-    spread = [w.metric("presence_activity_calls_total") - b for w, b in zip(workers, calls_before, strict=True)]
+    single, load_a = _writes_during(stack, lambda: _load(stack, url, [one.token], 20, seconds))
+    spread = [
+        w.metric("presence_activity_calls_total") - b
+        for w, b in zip(workers, calls_before, strict=True)
+    ]
     result.repetitions.append({"case": "a", "writes": single, "load": load_a, "per_worker": spread})
-    result.metric("(a) 1 user, 20 req/s over 3 workers: writes", "count", [single], kind="count",
-                  target="exactly 1", met=single == 1, gate=True)
-    result.metric("(a) workers that served the user", "count", [sum(1 for s in spread if s > 0)],
-                  kind="count", target="3", met=all(s > 0 for s in spread))
+    result.metric(
+        "(a) 1 user, 20 req/s over 3 workers: writes",
+        "count",
+        [single],
+        kind="count",
+        target="exactly 1",
+        met=single == 1,
+        gate=True,
+    )
+    result.metric(
+        "(a) workers that served the user",
+        "count",
+        [sum(1 for s in spread if s > 0)],
+        kind="count",
+        target="3",
+        met=all(s > 0 for s in spread),
+    )
 
     tokens = [a.token for a in many]
     throttled, load_b = _writes_during(stack, lambda: _load(stack, url, tokens, 1 / 3, seconds))
     requests_b = int(load_b["requests"])
     result.repetitions.append({"case": "b", "writes": throttled, "load": load_b})
-    result.metric(f"(b) {users} users, 1 req/3 s: writes", "count", [throttled], kind="count",
-                  target=f"≤ {users} (one per user per window)", met=throttled <= users, gate=True)
+    result.metric(
+        f"(b) {users} users, 1 req/3 s: writes",
+        "count",
+        [throttled],
+        kind="count",
+        target=f"≤ {users} (one per user per window)",
+        met=throttled <= users,
+        gate=True,
+    )
     result.metric("(b) requests", "count", [requests_b])
 
     stack.stop_workers()
@@ -88,15 +116,27 @@ def run(stack: Stack, quick: bool) -> Result:
     result.repetitions.append({"case": "c", "writes": through, "load": load_c})
     result.metric("(c) write-through baseline, same load: writes", "count", [through])
     reduction = 1 - (throttled / requests_b) / (through / requests_c) if through else float("nan")
-    result.metric("(b) vs (c): fewer writes", "%", [reduction * 100], kind="ratio",
-                  target="≥ 98 % over a full window" if not quick else "",
-                  met=None if quick else reduction >= 0.98)
+    result.metric(
+        "(b) vs (c): fewer writes",
+        "%",
+        [reduction * 100],
+        kind="ratio",
+        target="≥ 98 % over a full window" if not quick else "",
+        met=None if quick else reduction >= 0.98,
+    )
     result.notes.append(
         f"(b) {throttled} writes for {requests_b} requests in {seconds:.0f} s; write-through wrote "
         f"{through} for {requests_c}. Over a full window the reduction is 1 − U / requests: each "
         f"user's first request in the window writes, the rest do not."
     )
     if not quick:  # a full window: writes per minute is the count itself
-        result.metric("(b) writes per minute", "count", [throttled * 60 / seconds], kind="count",
-                      target=f"≤ {users}", met=throttled * 60 / seconds <= users, gate=True)
+        result.metric(
+            "(b) writes per minute",
+            "count",
+            [throttled * 60 / seconds],
+            kind="count",
+            target=f"≤ {users}",
+            met=throttled * 60 / seconds <= users,
+            gate=True,
+        )
     return result

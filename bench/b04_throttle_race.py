@@ -23,7 +23,9 @@ QUESTION = (
 WINDOW_S = 4.0
 
 
-async def _burst(session: aiohttp.ClientSession, workers: list[Worker], users: list[Account]) -> tuple[int, float]:
+async def _burst(
+    session: aiohttp.ClientSession, workers: list[Worker], users: list[Account]
+) -> tuple[int, float]:
     async def one(worker: Worker, account: Account) -> int:
         async with session.post(
             worker.url + "/api/presence/heartbeat",
@@ -39,7 +41,10 @@ async def _burst(session: aiohttp.ClientSession, workers: list[Worker], users: l
 def run(stack: Stack, quick: bool) -> Result:
     users = 100 if quick else 500
     result = Result(
-        KEY, TITLE, QUESTION, "quick" if quick else "full",
+        KEY,
+        TITLE,
+        QUESTION,
+        "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
         settings={"workers": 4, "users": users, "throttle_interval_s": WINDOW_S},
     )
@@ -51,7 +56,11 @@ def run(stack: Stack, quick: bool) -> Result:
         async with aiohttp.ClientSession(connector=connector) as session:
             await _burst(session, workers, accounts)  # credentials cached everywhere
             await asyncio.sleep(WINDOW_S + 1.0)
-            for case in ("at the same instant", "just after the window expired", "inside the window"):
+            for case in (
+                "at the same instant",
+                "just after the window expired",
+                "inside the window",
+            ):
                 before = stack.database_updates()
                 with stack.monitor() as log:
                     failed, ended = await _burst(session, workers, accounts)
@@ -62,12 +71,33 @@ def run(stack: Stack, quick: bool) -> Result:
                     {"case": case, "writes": writes, "redis_calls": calls, "failed": failed}
                 )
                 expected = 0 if case == "inside the window" else users
-                result.metric(f"{case}: writes", "count", [writes], kind="count",
-                              target=f"exactly {expected}", met=writes == expected, gate=True)
-                result.metric(f"{case}: request-path Redis calls", "count", [calls], kind="count",
-                              target=f"≤ 4 × U = {4 * users}", met=calls <= 4 * users, gate=True)
-                result.metric(f"{case}: failed requests", "count", [failed], kind="count",
-                              target="0", met=failed == 0, gate=True)
+                result.metric(
+                    f"{case}: writes",
+                    "count",
+                    [writes],
+                    kind="count",
+                    target=f"exactly {expected}",
+                    met=writes == expected,
+                    gate=True,
+                )
+                result.metric(
+                    f"{case}: request-path Redis calls",
+                    "count",
+                    [calls],
+                    kind="count",
+                    target=f"≤ 4 × U = {4 * users}",
+                    met=calls <= 4 * users,
+                    gate=True,
+                )
+                result.metric(
+                    f"{case}: failed requests",
+                    "count",
+                    [failed],
+                    kind="count",
+                    target="0",
+                    met=failed == 0,
+                    gate=True,
+                )
                 if case == "at the same instant":
                     # Just past the expiry of the windows this burst opened.
                     await asyncio.sleep(max(0.0, ended + WINDOW_S + 0.05 - time.monotonic()))

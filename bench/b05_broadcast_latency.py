@@ -47,7 +47,10 @@ def run(stack: Stack, quick: bool) -> Result:
     seconds = 3.0 if quick else 6.0
     max_users = 100
     result = Result(
-        KEY, TITLE, QUESTION, "quick" if quick else "full",
+        KEY,
+        TITLE,
+        QUESTION,
+        "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
         settings={"rates_per_s": list(rates), "seconds_per_rate": seconds, "max_users": max_users},
     )
@@ -66,8 +69,12 @@ def run(stack: Stack, quick: bool) -> Result:
             None,
             lambda: run_rest_load(
                 stack.run_dir,
-                {"targets": [a.url], "tokens": [u.token for u in users], "rate_per_token": 1,
-                 "duration_s": 1},
+                {
+                    "targets": [a.url],
+                    "tokens": [u.token for u in users],
+                    "rate_per_token": 1,
+                    "duration_s": 1,
+                },
             ),
         )
         await asyncio.sleep(1.5)
@@ -76,19 +83,14 @@ def run(stack: Stack, quick: bool) -> Result:
                 count = min(max_users, rate)
                 chosen = users[:count]
                 start = time.time()
-                load = await loop.run_in_executor(
-                    None,
-                    lambda: run_rest_load(
-                        stack.run_dir,
-                        {
-                            "targets": [a.url],
-                            "tokens": [u.token for u in chosen],
-                            "rate_per_token": rate / count,
-                            "duration_s": seconds,
-                            "mode": "status",
-                        },
-                    ),
-                )
+                plan = {
+                    "targets": [a.url],
+                    "tokens": [u.token for u in chosen],
+                    "rate_per_token": rate / count,
+                    "duration_s": seconds,
+                    "mode": "status",
+                }
+                load = await loop.run_in_executor(None, run_rest_load, stack.run_dir, plan)
                 # The last events in flight: until nothing new arrives for a second.
                 heard, deadline = -1, time.monotonic() + 30
                 while heard != len(on_b.heard) and time.monotonic() < deadline:
@@ -131,14 +133,23 @@ def run(stack: Stack, quick: bool) -> Result:
             knee = step["rate"]
         label = f"{step['rate']}/s asked, {step['achieved_rate']:.0f}/s sent"
         result.metric(f"{label}: cross-worker p50", "ms", [step["hop_p50_ms"]])
-        result.metric(f"{label}: cross-worker p99", "ms", [step["hop_p99_ms"]],
-                      target="≤ 50", met=step["hop_p99_ms"] <= 50)
+        result.metric(
+            f"{label}: cross-worker p99",
+            "ms",
+            [step["hop_p99_ms"]],
+            target="≤ 50",
+            met=step["hop_p99_ms"] <= 50,
+        )
         result.metric(f"{label}: end-to-end p50", "ms", [step["e2e_p50_ms"]])
         result.metric(f"{label}: end-to-end p99", "ms", [step["e2e_p99_ms"]])
-        result.metric(f"{label}: delivered on B ÷ sent", "ratio",
-                      [step["delivered_b"] / max(1, step["sent"])])
-    result.metric("knee: highest rate with cross-worker p99 ≤ 50 ms and ≥ 99 % delivered",
-                  "changes/s", [float(knee) if knee is not None else 0.0])
+        result.metric(
+            f"{label}: delivered on B ÷ sent", "ratio", [step["delivered_b"] / max(1, step["sent"])]
+        )
+    result.metric(
+        "knee: highest rate with cross-worker p99 ≤ 50 ms and ≥ 99 % delivered",
+        "changes/s",
+        [float(knee) if knee is not None else 0.0],
+    )
     result.notes.append(
         "End-to-end includes the request on worker A, which writes the status to the database "
         "before announcing it. On this machine the database is FerretDB on SQLite, whose writes "

@@ -83,7 +83,10 @@ async def _seed_memory(store: MemoryStore, total: int, now: float) -> list[str]:
     ids = []
     for i in range(total):
         user = await store.create_user(
-            username=f"s{i}", email=f"s{i}@bench.test", password_hash="-", role=Role.USER,
+            username=f"s{i}",
+            email=f"s{i}@bench.test",
+            password_hash="-",
+            role=Role.USER,
             now=from_epoch(now),
         )
         ids.append(user.id)
@@ -102,7 +105,9 @@ def _seed_redis(stack: Stack, ids: list[str], stale: int, now: float) -> None:
         pipe.zadd(
             keys.last_activity,
             {
-                f"user:{uid}": int((now - THRESHOLD_S - 60 if i + start < stale else now - 30) * 1000)
+                f"user:{uid}": int(
+                    (now - THRESHOLD_S - 60 if i + start < stale else now - 30) * 1000
+                )
                 for i, uid in enumerate(chunk)
             },
         )
@@ -139,10 +144,18 @@ def run(stack: Stack, quick: bool) -> Result:
     db_total, db_stale = (1_000, 100) if quick else (5_000, 500)
     total, stale = (20_000, 2_000) if quick else (100_000, 10_000)
     result = Result(
-        KEY, TITLE, QUESTION, "quick" if quick else "full",
+        KEY,
+        TITLE,
+        QUESTION,
+        "quick" if quick else "full",
         "make bench-quick" if quick else "make bench",
-        settings={"scale_online": total, "scale_stale": stale, "database_online": db_total,
-                  "database_stale": db_stale, "offline_threshold_s": THRESHOLD_S},
+        settings={
+            "scale_online": total,
+            "scale_stale": stale,
+            "database_online": db_total,
+            "database_stale": db_stale,
+            "offline_threshold_s": THRESHOLD_S,
+        },
     )
     logging.getLogger("presence").setLevel(logging.ERROR)  # the in-process app's chatter
     now = time.time()
@@ -164,20 +177,43 @@ def run(stack: Stack, quick: bool) -> Result:
     ]
     writes = first["commands"].get("update", 0)
     batches = -(-db_total // BATCH) + 1  # SSCAN's COUNT is a hint: a batch more at most
-    result.metric(f"database: {db_stale} of {db_total} stale, subjects taken offline", "count",
-                  [first["taken"]], kind="count", target=f"exactly {db_stale}",
-                  met=first["taken"] == db_stale, gate=True)
-    result.metric("database: write commands", "count", [writes], kind="count",
-                  target=f"≤ {batches} (one per scanned batch of ~{BATCH})", met=writes <= batches, gate=True)
+    result.metric(
+        f"database: {db_stale} of {db_total} stale, subjects taken offline",
+        "count",
+        [first["taken"]],
+        kind="count",
+        target=f"exactly {db_stale}",
+        met=first["taken"] == db_stale,
+        gate=True,
+    )
+    result.metric(
+        "database: write commands",
+        "count",
+        [writes],
+        kind="count",
+        target=f"≤ {batches} (one per scanned batch of ~{BATCH})",
+        met=writes <= batches,
+        gate=True,
+    )
     result.metric("database: commands, all kinds", "count", [sum(first["commands"].values())])
     result.metric("database: sweep time", "s", [first["seconds"]])
-    result.metric("database: routine sweep, commands", "count",
-                  [sum(second["commands"].values())])
-    result.metric(f"scale: {stale} of {total} stale, subjects taken offline", "count",
-                  [scale["taken"]], kind="count", target=f"exactly {stale}",
-                  met=scale["taken"] == stale, gate=True)
-    result.metric("scale: sweep time", "s", [scale["seconds"]], target="< 15 s (the interval)",
-                  met=scale["seconds"] < 15)
+    result.metric("database: routine sweep, commands", "count", [sum(second["commands"].values())])
+    result.metric(
+        f"scale: {stale} of {total} stale, subjects taken offline",
+        "count",
+        [scale["taken"]],
+        kind="count",
+        target=f"exactly {stale}",
+        met=scale["taken"] == stale,
+        gate=True,
+    )
+    result.metric(
+        "scale: sweep time",
+        "s",
+        [scale["seconds"]],
+        target="< 15 s (the interval)",
+        met=scale["seconds"] < 15,
+    )
     result.notes.append(
         f"Database commands by kind: {first['commands']} (with stale subjects), "
         f"{second['commands']} (routine). The reads are the announcements' (one presence read "

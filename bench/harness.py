@@ -170,7 +170,9 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    def start_workers(self, count: int, cpu: str | None = WORKER_CPU, **settings: Any) -> list[Worker]:
+    def start_workers(
+        self, count: int, cpu: str | None = WORKER_CPU, **settings: Any
+    ) -> list[Worker]:
         started = [self.start_worker(f"w{i}", cpu, **settings) for i in range(count)]
         for worker in started:
             self.wait_ready(worker)
@@ -221,6 +223,7 @@ class Stack:
         """Stop every worker and empty both stores: each benchmark starts from nothing."""
         self.stop_workers()
         self.redis().flushall()
+        client: MongoClient[dict[str, Any]]
         with MongoClient(self.mongo_url) as client:
             client.drop_database(MONGO_DB)
 
@@ -246,8 +249,11 @@ class Stack:
             url = f"http://127.0.0.1:{debug}/debug/metrics"
             with urllib.request.urlopen(url, timeout=10) as resp:
                 text = resp.read().decode()
-            pattern = re.compile(r'^ferretdb_client_requests_total\{[^}]*command="update"[^}]*\} (\S+)$')
+            pattern = re.compile(
+                r'^ferretdb_client_requests_total\{[^}]*command="update"[^}]*\} (\S+)$'
+            )
             return sum(int(float(m.group(1))) for m in map(pattern.match, text.splitlines()) if m)
+        client: MongoClient[dict[str, Any]]
         with MongoClient(self.mongo_url) as client:
             status = client.admin.command("serverStatus")
             return int(status["opcounters"]["update"])
@@ -345,8 +351,14 @@ class MonitorLog:
             if args:
                 self.commands.append(args)
 
-    def count(self, name: str, *, first_arg: str | None = None, containing: tuple[str, ...] = (),
-              excluding: tuple[str, ...] = ()) -> int:
+    def count(
+        self,
+        name: str,
+        *,
+        first_arg: str | None = None,
+        containing: tuple[str, ...] = (),
+        excluding: tuple[str, ...] = (),
+    ) -> int:
         """Commands called ``name`` whose arguments contain every one of ``containing`` and
         none of ``excluding``."""
         total = 0
@@ -389,7 +401,7 @@ class MonitorLog:
 def script_sha(source: str) -> str:
     import hashlib
 
-    return hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+    return hashlib.sha1(source.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 
 def start_stack(run_dir: Path) -> Stack:

@@ -49,15 +49,13 @@ async def _account(
             if mode == "status":
                 body = {"status": "away" if seq % 2 == 0 else "online"}
                 sends.append(began)
-                request = session.put(
-                    target + "/api/users/me/status", json=body, headers=headers
-                )
+                request = session.put(target + "/api/users/me/status", json=body, headers=headers)
             else:
                 request = session.post(target + "/api/presence/heartbeat", headers=headers)
             async with request as resp:
                 await resp.read()
                 out["statuses"][str(resp.status)] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             out["statuses"][type(exc).__name__] += 1
         out["latencies"].append(time.time() - began)
         out["per_target"][target] += 1

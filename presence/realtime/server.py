@@ -37,6 +37,7 @@ from presence.realtime import payloads
 from presence.realtime.broadcast import Broadcaster, conversation_room, user_room
 from presence.realtime.limits import TokenBucket
 from presence.realtime.manager import ProbedRedisManager
+from presence.realtime.transport import without_compression
 from presence.service import PresenceService
 from presence.store.base import StoreError
 
@@ -135,6 +136,7 @@ class RealtimeServer:
             engineio_logger=_quiet_logger("presence.engineio", settings.log_level),
         )
         self.sio.on_bad_packet = self._bad_packet
+        without_compression(self.sio.eio)
         self._local: dict[str, LocalConnection] = {}
         self._broadcaster = Broadcaster(self.sio, conversations, presence, metrics)
         presence.add_listener(self._broadcaster.on_change)
