@@ -182,6 +182,8 @@ def save(result: Result, stamp: str) -> Path:
 def _fmt(value: float) -> str:
     if value != value:  # NaN
         return "–"
+    if value in (float("inf"), float("-inf")):
+        return "never"
     if value == int(value) and abs(value) < 1e12:
         return f"{int(value):,}".replace(",", " ")
     if abs(value) >= 100:
