@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test test-unit lint format services cluster cluster-stop clean
+.PHONY: all run test test-unit lint format services cluster cluster-stop bench bench-quick clean
 
 all: lint test
 
@@ -35,6 +35,15 @@ services:
 ## test: the whole suite; starts its own Redis and MongoDB-compatible servers on free ports
 test: $(STAMP) services
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: every benchmark (about half an hour); results in docs/bench/ and docs/BENCHMARKS.md
+## (BENCH="b01 b05" runs some)
+bench: $(STAMP) services
+	$(BIN)/python -m bench $(BENCH)
+
+## bench-quick: under two minutes, exact counts and loose ratios; fails on a missed count
+bench-quick: $(STAMP) services
+	$(BIN)/python -m bench --quick
 
 ## test-unit: pure tests only, no services
 test-unit: $(STAMP)

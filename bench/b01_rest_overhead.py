@@ -47,7 +47,7 @@ def _warm_up(worker: Worker, lua_path: Path) -> None:
 
 def run(stack: Stack, quick: bool) -> Result:
     users = 200 if quick else 1000
-    seconds = 3.0 if quick else 8.0
+    seconds = 2.0 if quick else 8.0
     reps = 3 if quick else 5
     result = Result(
         KEY,
@@ -75,7 +75,7 @@ def run(stack: Stack, quick: bool) -> Result:
         runs = {w.name: _measure(w, lua, seconds) for w in pair}
         result.repetitions.append(runs)
         tracking.append(runs["tracking-on"]["rps"] / runs["tracking-off"]["rps"])
-    for rep in range(3):
+    for rep in range(1 if quick else 3):
         pair = (on, uncached) if rep % 2 == 0 else (uncached, on)
         runs = {w.name: _measure(w, lua, seconds) for w in pair}
         runs = {("cache-pair " + k if k == "tracking-on" else k): v for k, v in runs.items()}

@@ -47,8 +47,8 @@ def _writes_during(
 
 def run(stack: Stack, quick: bool) -> Result:
     window = 60.0
-    seconds = 10.0 if quick else window
-    users = 200 if quick else 1000
+    seconds = 6.0 if quick else window
+    users = 100 if quick else 1000
     result = Result(
         KEY,
         TITLE,

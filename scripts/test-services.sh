@@ -25,8 +25,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 # The production topology's tools: nginx (make cluster), promtool (alert rules) and
-# docker-compose (validating the compose file). Their packages start system services; stop them.
+# docker-compose (validating the compose file), and wrk (benchmarks). Their packages start
+# system services; stop them.
 missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
@@ -47,10 +49,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The stock JavaScript socket.io-client for the interop tests, from the committed lock file.
-if [ ! -d tests/js/node_modules/socket.io-client ]; then
-  command -v npm >/dev/null 2>&1 || { echo "test-services: npm is missing (Node.js 20)" >&2; exit 1; }
-  (cd tests/js && npm ci --no-audit --no-fund --silent)
-fi
+# The same for the benchmarks' connection clients.
+for dir in tests/js bench/js; do
+  if [ ! -d "$dir/node_modules/socket.io-client" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "test-services: npm is missing (Node.js 20)" >&2; exit 1; }
+    (cd "$dir" && npm ci --no-audit --no-fund --silent)
+  fi
+done
 
 if command -v mongod >/dev/null 2>&1; then
   exit 0

@@ -1,0 +1,195 @@
+"""B7: connect, disconnect and reconnect storms of thousands of stock socket.io-client
+connections over three workers, and a worker killed under them: time, failures, and
+``user:status`` broadcasts per real transition."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench import nodeclients
+from bench.harness import Stack
+from bench.report import Result
+
+KEY = "b07"
+TITLE = "Connect storm"
+QUESTION = (
+    "U users with 5 tabs each (5 × U websocket connections from two Node processes, at most "
+    "200 handshakes in flight), the tabs of a user spread over 3 workers. (1) All connect; "
+    "(2) all disconnect; (3) all connect again, then one worker is killed with SIGKILL and its "
+    "clients reconnect to the others. Every `user:status` publish is recorded (`MONITOR`). "
+    "Target: broadcasts per real transition ≤ 1 — exactly U online in (1), U offline in (2), "
+    "U online and then none at all in (3), since every user kept a connection — and no "
+    "connection left registered for the dead worker once its liveness expired."
+)
+TABS = 5
+TIMERS: dict[str, Any] = {
+    "worker_ttl_s": 3,
+    "leader_ttl_s": 3,
+    "maintenance_interval_s": 1,
+    "offline_grace_s": 5,
+}
+
+
+def _wait_connected(clients: nodeclients.NodeClients, want: int, limit_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + limit_s
+    report = clients.report()
+    while report["connected"] < want and time.monotonic() < deadline:
+        time.sleep(0.5)
+        report = clients.report()
+    return report
+
+
+def _registered(stack: Stack) -> int:
+    redis = stack.redis()
+    return sum(int(redis.hlen(k)) for k in redis.scan_iter(match="presence:conns:*", count=1000))
+
+
+def run(stack: Stack, quick: bool) -> Result:
+    users = 200 if quick else 1000
+    count = users * TABS
+    result = Result(
+        KEY,
+        TITLE,
+        QUESTION,
+        "quick" if quick else "full",
+        "make bench-quick" if quick else "make bench",
+        settings={"users": users, "tabs": TABS, "connections": count, "workers": 3, **TIMERS},
+    )
+    if not nodeclients.available():
+        raise RuntimeError("node and bench/js/node_modules are needed: make bench installs them")
+    accounts = stack.seed_users(users)
+    workers = stack.start_workers(3, **TIMERS)
+    clients = nodeclients.NodeClients(
+        stack.run_dir,
+        [w.url for w in workers],
+        [a.token for a in accounts],
+        count,
+        tabs=TABS,
+        processes=2,
+        concurrency=200,
+    )
+    grace = TIMERS["offline_grace_s"]
+    try:
+        with stack.monitor() as log:
+            storm = clients.connect()
+            time.sleep(3)
+        online = sum(1 for m in log.published() if m.get("event") == "user:status")
+        result.repetitions.append({"phase": "connect", **storm, "status_publishes": online})
+
+        with stack.monitor() as log:
+            took = clients.disconnect()
+            time.sleep(grace + 3)
+        offline = sum(1 for m in log.published() if m.get("event") == "user:status")
+        result.repetitions.append(
+            {"phase": "disconnect", "seconds": took, "status_publishes": offline}
+        )
+
+        with stack.monitor() as log:
+            again = clients.connect()
+            time.sleep(3)
+        again_online = sum(1 for m in log.published() if m.get("event") == "user:status")
+        result.repetitions.append({"phase": "reconnect", **again, "status_publishes": again_online})
+
+        victim = workers[0]
+        with stack.monitor() as log:
+            killed = time.monotonic()
+            victim.stop(kill=True)
+            back = _wait_connected(clients, count, 60)
+            recovered = time.monotonic() - killed
+            bound = TIMERS["worker_ttl_s"] + TIMERS["maintenance_interval_s"] + grace + 2
+            time.sleep(max(0.0, killed + bound - time.monotonic()))
+        flaps = sum(1 for m in log.published() if m.get("event") == "user:status")
+        registered = _registered(stack)
+        delays = sorted(back["reconnect_ms"])
+        result.repetitions.append(
+            {
+                "phase": "worker killed",
+                "connected": back["connected"],
+                "reconnected": back["reconnects"],
+                "seconds_to_all_connected": recovered,
+                "status_publishes": flaps,
+                "registered_connections": registered,
+                "reconnect_ms_p50": delays[len(delays) // 2] if delays else None,
+                "reconnect_ms_max": delays[-1] if delays else None,
+            }
+        )
+    finally:
+        clients.close()
+
+    result.metric("(1) connect storm: time", "s", [storm["seconds"]])
+    result.metric(
+        "(1) connect storm: failures",
+        "count",
+        [storm["failed"]],
+        kind="count",
+        target="0",
+        met=storm["failed"] == 0,
+        gate=True,
+    )
+    result.metric(
+        "(1) online broadcasts ÷ users",
+        "ratio",
+        [online / users],
+        kind="count",
+        target="1",
+        met=online == users,
+        gate=True,
+    )
+    result.metric(
+        "(2) disconnect: offline broadcasts ÷ users",
+        "ratio",
+        [offline / users],
+        kind="count",
+        target="1",
+        met=offline == users,
+        gate=True,
+    )
+    result.metric("(3) reconnect storm: time", "s", [again["seconds"]])
+    result.metric(
+        "(3) reconnect storm: failures",
+        "count",
+        [again["failed"]],
+        kind="count",
+        target="0",
+        met=again["failed"] == 0,
+        gate=True,
+    )
+    result.metric(
+        "(3) online broadcasts ÷ users",
+        "ratio",
+        [again_online / users],
+        kind="count",
+        target="1",
+        met=again_online == users,
+        gate=True,
+    )
+    result.metric(
+        "(3) worker killed: clients back",
+        "count",
+        [float(back["connected"])],
+        kind="count",
+        target=f"{count}",
+        met=back["connected"] == count,
+        gate=True,
+    )
+    result.metric("(3) worker killed: time until all back", "s", [recovered])
+    result.metric(
+        "(3) worker killed: status broadcasts (no real transition)",
+        "count",
+        [float(flaps)],
+        kind="count",
+        target="0",
+        met=flaps == 0,
+        gate=True,
+    )
+    result.metric(
+        "(3) connections registered after the bound",
+        "count",
+        [float(registered)],
+        kind="count",
+        target=f"{count} (no ghosts)",
+        met=registered == count,
+        gate=True,
+    )
+    return result
