@@ -47,7 +47,7 @@ def _writes_during(
 
 def run(stack: Stack, quick: bool) -> Result:
     window = 60.0
-    seconds = 6.0 if quick else window
+    seconds = 4.0 if quick else window
     users = 100 if quick else 1000
     result = Result(
         KEY,
