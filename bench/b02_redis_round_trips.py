@@ -10,17 +10,21 @@ from bench.report import Result
 KEY = "b02"
 TITLE = "Redis round trips on the request path"
 QUESTION = (
-    "U users each send 10 authenticated requests per second, spread over W = 3 workers, for "
-    "less than one throttle window (60 s). Target: at most one Redis round trip per subject "
-    "per worker per window on the request path (≤ W × U in total), whatever the number of "
-    "requests. Background traffic (counter and last-activity flushes every 0.25 s, heartbeats, "
-    "pub/sub probes) is reported separately: it does not grow with the request rate."
+    "U users each send R authenticated requests per second (10 each for 50 users, 2 each for "
+    "200), spread over W = 3 workers, for less than one throttle window (60 s). Target: at "
+    "most one Redis round trip per subject per worker per window on the request path "
+    "(≤ W × U in total), whatever the number of requests. Background traffic (counter and "
+    "last-activity flushes every 0.25 s, heartbeats, pub/sub probes) is reported separately: "
+    "it does not grow with the request rate."
 )
 
 
 def run(stack: Stack, quick: bool) -> Result:
     users = 50 if quick else 200
     seconds = 5.0 if quick else 30.0
+    # Well inside what three workers on one core serve: an open-loop load past capacity
+    # measures queueing, not the throttle.
+    rate = 10 if quick else 2
     workers_count = 3
     result = Result(
         KEY,
@@ -31,7 +35,7 @@ def run(stack: Stack, quick: bool) -> Result:
         settings={
             "users": users,
             "workers": workers_count,
-            "rate_per_user": 10,
+            "rate_per_user": rate,
             "seconds": seconds,
             "throttle_interval_s": 60,
         },
@@ -45,7 +49,7 @@ def run(stack: Stack, quick: bool) -> Result:
             {
                 "targets": [w.url for w in workers],
                 "tokens": [a.token for a in accounts],
-                "rate_per_token": 10,
+                "rate_per_token": rate,
                 "duration_s": seconds,
             },
         )

@@ -217,6 +217,20 @@ def render() -> str:
         "loopback; workers run on CPU 1, the load generators, Redis and the database on CPU 0.",
         "",
     ]
+    lines += [
+        "## Targets at a glance",
+        "",
+        "| Benchmark | Metric | Median | Target | Verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        for m in r["metrics"]:
+            if m["target"]:
+                lines.append(
+                    f"| {r['key'].upper()} ({r['mode']}) | {m['name']} ({m['unit']}) | "
+                    f"{_fmt(m['median'])} | {m['target']} | {_verdict(m)} |"
+                )
+    lines.append("")
     for r in results:
         env = r["environment"]
         lines += [

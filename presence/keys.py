@@ -236,12 +236,18 @@ end
 return taken
 """
 
-# Give a throttle window back after a failed write, only if this worker still owns it.
-# KEYS[1] throttle key  KEYS[2] windows   ARGV[1] token  ARGV[2] member
-RELEASE_WINDOW = """
+# After a failed write, shorten the window to the retry backoff, only if this worker still owns
+# it: the next activity past the backoff retries the write (nothing is lost), while a failing
+# database gets at most one attempt per subject per backoff instead of one per request.
+# KEYS[1] throttle key  KEYS[2] windows
+# ARGV[1] token  ARGV[2] member  ARGV[3] backoff ms  ARGV[4] now ms
+SHORTEN_WINDOW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
+  local backoff = tonumber(ARGV[3])
+  if redis.call('PTTL', KEYS[1]) > backoff then
+    redis.call('PEXPIRE', KEYS[1], backoff)
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + backoff, ARGV[2])
+  end
   return 1
 end
 return 0
@@ -299,7 +305,7 @@ SCRIPTS = (
     RELEASE_LEASE,
     WORKER_BEAT,
     TAKE_QUIET_OFFLINE,
-    RELEASE_WINDOW,
+    SHORTEN_WINDOW,
     ADD_COUNTERS,
     RESET_COUNTERS,
     COUNT_ONLINE,

@@ -12,8 +12,9 @@ How a call is decided:
    last activity and marks it online, atomically, so exactly one worker in the cluster wins the
    window and exactly one sees an offline -> online transition.
 3. The winner writes ``lastActiveAt`` with ``$max`` (it never moves backwards) off the request
-   path. If the write fails the window is released (only if this worker still owns it) and the
-   cache entry dropped, so the next activity retries: no activity is lost to a failed write.
+   path. If the write fails the window is shortened to a retry backoff (only if this worker
+   still owns it), so the next activity after it retries: no activity is lost to a failed write,
+   and a failing database sees one attempt per subject per backoff, not one per request.
 
 Precise last activity (to the millisecond) of cache hits is pushed to Redis in batches every
 :data:`presence.counters.FLUSH_INTERVAL_S`, so the cluster knows it within 1 s (SPEC §4).
@@ -45,7 +46,7 @@ from presence.counters import (
     ClusterCounters,
 )
 from presence.domain import SubjectKind, SubjectRef, from_epoch
-from presence.keys import ACTIVITY, RELEASE_WINDOW, Keys
+from presence.keys import ACTIVITY, SHORTEN_WINDOW, Keys
 from presence.metrics import Metrics
 from presence.store.base import Store, StoreError
 
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 # One write per subject per window means this many subjects had their first activity inside one
 # slow write; past it the database is clearly unwell and queueing more would only grow memory.
 MAX_PENDING_WRITES = 10_000
+# A failed write is retried by the subject's next activity after this long (or its window,
+# when shorter): retries reach a failing database once per subject per second, not per request.
+RETRY_BACKOFF_S = 1.0
 
 
 @dataclass(slots=True)
@@ -100,7 +104,8 @@ class ActivityTracker:
         # Per kind: activity calls, throttled calls, local cache hits not yet in Prometheus.
         self._local_counts = {kind: [0, 0, 0] for kind in SubjectKind}
         self._activity = redis.register_script(ACTIVITY)
-        self._release = redis.register_script(RELEASE_WINDOW)
+        self._shorten = redis.register_script(SHORTEN_WINDOW)
+        self._backoff_s = min(settings.throttle_interval_s, RETRY_BACKOFF_S)
 
     @property
     def cache_size(self) -> int:
@@ -220,14 +225,23 @@ class ActivityTracker:
         self._metrics.db_updates.labels(result="success").inc()
 
     async def _fail(self, subject: SubjectRef, at: float, token: str) -> None:
-        """Count the failure and give the window back so the next activity retries."""
+        """Count the failure and shorten the window to the backoff: the next activity after it
+        retries."""
         self._counters.add(FAILED, at)
         self._metrics.db_updates.labels(result="failed").inc()
-        self._cache.pop(subject, None)
+        mono = self._clock.monotonic()
+        self._cache[subject] = _Window(
+            ends=mono + self._backoff_s, last_used=mono, member=subject.member
+        )
         try:
-            await self._release(
+            await self._shorten(
                 keys=[self._keys.throttle(subject), self._keys.windows],
-                args=[token, subject.member],
+                args=[
+                    token,
+                    subject.member,
+                    int(self._backoff_s * 1000),
+                    int(self._clock.now() * 1000),
+                ],
             )
         except RedisError:
             # The window then simply expires; the next activity after it retries.

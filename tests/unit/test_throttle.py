@@ -28,10 +28,12 @@ class FlakyStore(MemoryStore):
 
     down = False
     writes = 0
+    attempts = 0
 
     async def record_activity(
         self, subject: SubjectRef, at: datetime, *, mark_online: bool
     ) -> bool:
+        self.attempts += 1
         if self.down:
             raise StoreError("database down")
         self.writes += 1
@@ -129,14 +131,16 @@ async def test_the_next_window_writes_again(rig: Rig) -> None:
     assert rig.store.writes == 2
 
 
-async def test_a_failed_write_releases_the_window_so_the_next_activity_retries(
+async def test_a_failed_write_shortens_the_window_so_the_next_activity_retries(
     rig: Rig,
 ) -> None:
     rig.store.down = True
     await rig.tracker.record(rig.subject)
     await rig.tracker.drain()
-    assert not await rig.redis.exists(f"t:throttle:user:{rig.subject.id}")
+    left_ms = await rig.redis.pttl(f"t:throttle:user:{rig.subject.id}")
+    assert 0 < left_ms <= 300  # the backoff: the window (0.3 s here) when shorter than 1 s
     rig.store.down = False
+    await asyncio.sleep(0.35)
     retried = await rig.tracker.record(rig.subject)
     assert retried.won_window
     await rig.tracker.drain()
@@ -144,6 +148,26 @@ async def test_a_failed_write_releases_the_window_so_the_next_activity_retries(
     assert (snapshot.failed_updates, snapshot.successful_updates) == (1, 1)
     assert snapshot.total_requests == 2
     assert rig.store.writes == 1
+
+
+async def test_a_failing_database_sees_one_attempt_per_subject_per_backoff() -> None:
+    r = await make_rig(SystemClock(), throttle_interval_s=60.0)
+    try:
+        r.store.down = True
+        for _ in range(50):
+            await r.tracker.record(r.subject)
+            await asyncio.sleep(0)  # let each write attempt run
+        await r.tracker.drain()
+        assert r.store.attempts == 1
+        left_ms = await r.redis.pttl(f"t:throttle:user:{r.subject.id}")
+        assert 0 < left_ms <= 1000  # cut from 60 s to the 1 s backoff
+        await asyncio.sleep(1.05)
+        r.store.down = False
+        assert (await r.tracker.record(r.subject)).won_window
+        await r.tracker.drain()
+        assert (r.store.attempts, r.store.writes) == (2, 1)
+    finally:
+        await r.redis.aclose()
 
 
 async def test_a_subject_quiet_past_the_threshold_comes_back_online(rig: Rig) -> None:
