@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import SOURCES, Stack, run_rest_load
+from bench.harness import SOURCES, Stack, Worker, run_rest_load
 from bench.report import Result
 
 KEY = "b03"
@@ -45,8 +45,13 @@ def _writes_during(
     return stack.database_updates() - before, load
 
 
+def _attempts(worker: Worker) -> float:
+    """Writes the worker started (succeeded or failed): what it asked of the database."""
+    return worker.metric("presence_db_updates_total")
+
+
 def run(stack: Stack, quick: bool) -> Result:
-    window = 60.0
+    window = 5.0 if quick else 60.0  # the measured periods fit in one window
     seconds = 4.0 if quick else window
     users = 100 if quick else 1000
     result = Result(
@@ -64,7 +69,7 @@ def run(stack: Stack, quick: bool) -> Result:
     )
     accounts = stack.seed_users(users + 1)
     one, many = accounts[0], accounts[1:]
-    workers = stack.start_workers(3)
+    workers = stack.start_workers(3, throttle_interval_s=window)
     url = stack.start_nginx(workers)
 
     calls_before = [w.metric("presence_activity_calls_total") for w in workers]
@@ -93,9 +98,19 @@ def run(stack: Stack, quick: bool) -> Result:
     )
 
     tokens = [a.token for a in many]
+    # Warm-up: every user's first requests (credential checks on each worker, the online
+    # announcement: the database's pace), then the windows they opened expire. The measured
+    # window then holds the steady state only.
+    for _ in range(2):
+        _load(stack, url, tokens, 1, 3)
+    time.sleep(window + 2)
+    attempts_before = sum(_attempts(w) for w in workers)
     throttled, load_b = _writes_during(stack, lambda: _load(stack, url, tokens, 1 / 3, seconds))
     requests_b = int(load_b["requests"])
-    result.repetitions.append({"case": "b", "writes": throttled, "load": load_b})
+    attempts_b = sum(_attempts(w) for w in workers) - attempts_before
+    result.repetitions.append(
+        {"case": "b", "writes": throttled, "attempts": attempts_b, "load": load_b}
+    )
     result.metric(
         f"(b) {users} users, 1 req/3 s: writes",
         "count",
@@ -111,11 +126,20 @@ def run(stack: Stack, quick: bool) -> Result:
     stack.redis().flushall()  # (b)'s windows would throttle the baseline
     baseline = stack.start_workers(3, throttle_interval_s="0.001", offline_threshold_s="300")
     url = stack.start_nginx(baseline)
+    for _ in range(2):  # the same warm-up
+        _load(stack, url, tokens, 1, 3)
+    time.sleep(2)
+    attempts_before = sum(_attempts(w) for w in baseline)
     through, load_c = _writes_during(stack, lambda: _load(stack, url, tokens, 1 / 3, seconds))
     requests_c = int(load_c["requests"])
-    result.repetitions.append({"case": "c", "writes": through, "load": load_c})
-    result.metric("(c) write-through baseline, same load: writes", "count", [through])
-    reduction = 1 - (throttled / requests_b) / (through / requests_c) if through else float("nan")
+    attempts_c = sum(_attempts(w) for w in baseline) - attempts_before
+    result.repetitions.append(
+        {"case": "c", "writes": through, "attempts": attempts_c, "load": load_c}
+    )
+    result.metric("(c) write-through baseline, same load: writes asked", "count", [attempts_c])
+    result.metric("(c) write-through baseline: writes the database completed", "count", [through])
+    # Per request, what each variant asked of the database.
+    reduction = 1 - (attempts_b / requests_b) / (attempts_c / requests_c) if attempts_c else 0.0
     result.metric(
         "(b) vs (c): fewer writes",
         "%",
@@ -125,9 +149,11 @@ def run(stack: Stack, quick: bool) -> Result:
         met=None if quick else reduction >= 0.98,
     )
     result.notes.append(
-        f"(b) {throttled} writes for {requests_b} requests in {seconds:.0f} s; write-through wrote "
-        f"{through} for {requests_c}. Over a full window the reduction is 1 − U / requests: each "
-        f"user's first request in the window writes, the rest do not."
+        f"(b) {throttled} writes for {requests_b} requests in {seconds:.0f} s; the write-through "
+        f"baseline asked for {attempts_c} writes for {requests_c} requests, of which the database "
+        f"completed {through} (the rest failed or were still queued: it could not keep up). Over "
+        f"a full window the reduction is 1 − U / requests: each user's first request in the "
+        f"window writes, the rest do not."
     )
     if not quick:  # a full window: writes per minute is the count itself
         result.metric(

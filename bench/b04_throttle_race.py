@@ -23,6 +23,26 @@ QUESTION = (
 WINDOW_S = 4.0
 
 
+async def _warm(
+    session: aiohttp.ClientSession, workers: list[Worker], users: list[Account]
+) -> None:
+    """Each user's credentials checked on every worker, a few at a time: that first request
+    reads the database, and the race below is about the throttle, not the database."""
+    gate = asyncio.Semaphore(20)
+
+    async def one(worker: Worker, account: Account) -> None:
+        async with (
+            gate,
+            session.post(
+                worker.url + "/api/presence/heartbeat",
+                headers={"Authorization": f"Bearer {account.token}"},
+            ) as resp,
+        ):
+            await resp.read()
+
+    await asyncio.gather(*(one(w, a) for a in users for w in workers))
+
+
 async def _burst(
     session: aiohttp.ClientSession, workers: list[Worker], users: list[Account]
 ) -> tuple[int, float]:
@@ -39,7 +59,7 @@ async def _burst(
 
 
 def run(stack: Stack, quick: bool) -> Result:
-    users = 100 if quick else 500
+    users = 100 if quick else 200
     result = Result(
         KEY,
         TITLE,
@@ -54,7 +74,7 @@ def run(stack: Stack, quick: bool) -> Result:
     async def scenario() -> None:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await _burst(session, workers, accounts)  # credentials cached everywhere
+            await _warm(session, workers, accounts)
             await asyncio.sleep(WINDOW_S + 1.0)
             for case in (
                 "at the same instant",

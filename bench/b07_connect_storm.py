@@ -46,7 +46,7 @@ def _registered(stack: Stack) -> int:
 
 
 def run(stack: Stack, quick: bool) -> Result:
-    users = 200 if quick else 1000
+    users = 200 if quick else 400
     count = users * TABS
     result = Result(
         KEY,

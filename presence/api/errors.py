@@ -71,6 +71,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except RedisError:
         log.warning("redis unavailable", extra={"path": request.path})
         return error_response(503, "redis_unavailable", "redis is unavailable")
+    except ConnectionResetError:
+        # The client went away mid-request (a timeout on its side): nothing is wrong here.
+        log.info("client closed the connection", extra={"path": request.path})
+        return error_response(400, "client_closed", "the client closed the connection")
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return error_response(500, "internal_error", "internal error")
