@@ -53,7 +53,7 @@ def _attempts(worker: Worker) -> float:
 def run(stack: Stack, quick: bool) -> Result:
     window = 5.0 if quick else 60.0  # the measured periods fit in one window
     seconds = 4.0 if quick else window
-    users = 100 if quick else 1000
+    users = 100 if quick else 300
     result = Result(
         KEY,
         TITLE,

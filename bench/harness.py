@@ -178,7 +178,7 @@ class Stack:
             self.wait_ready(worker)
         return started
 
-    def wait_ready(self, worker: Worker, timeout_s: float = 30.0) -> None:
+    def wait_ready(self, worker: Worker, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if worker.process.poll() is not None:
