@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from bench import nodeclients
-from bench.harness import Stack
+from bench.harness import Stack, Worker
 from bench.report import Result
 
 KEY = "b07"
@@ -38,6 +38,28 @@ def _wait_connected(clients: nodeclients.NodeClients, want: int, limit_s: float)
         time.sleep(0.5)
         report = clients.report()
     return report
+
+
+def _settle(stack: Stack, workers: list[Worker], online: int, limit_s: float = 120) -> None:
+    """Until Redis has decided every transition (``online`` subjects marked, no grace period
+    pending) and the workers' broadcast counters stop moving: on this machine every transition
+    waits on the test database, so a storm's announcements trail it by seconds."""
+    redis = stack.redis()
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        decided = redis.scard("presence:online") == online and redis.zcard("presence:pending") == 0
+        if decided:
+            break
+        time.sleep(0.5)
+    last = -1.0
+    while time.monotonic() < deadline:
+        now = sum(
+            w.metric("presence_broadcasts_total") for w in workers if w.process.poll() is None
+        )
+        if now == last:
+            return
+        last = now
+        time.sleep(2.0)
 
 
 def _registered(stack: Stack) -> int:
@@ -73,13 +95,14 @@ def run(stack: Stack, quick: bool) -> Result:
     try:
         with stack.monitor() as log:
             storm = clients.connect()
-            time.sleep(3)
+            _settle(stack, workers, users)
         online = sum(1 for m in log.published() if m.get("event") == "user:status")
         result.repetitions.append({"phase": "connect", **storm, "status_publishes": online})
 
         with stack.monitor() as log:
             took = clients.disconnect()
-            time.sleep(grace + 3)
+            time.sleep(grace)
+            _settle(stack, workers, 0)
         offline = sum(1 for m in log.published() if m.get("event") == "user:status")
         result.repetitions.append(
             {"phase": "disconnect", "seconds": took, "status_publishes": offline}
@@ -87,7 +110,7 @@ def run(stack: Stack, quick: bool) -> Result:
 
         with stack.monitor() as log:
             again = clients.connect()
-            time.sleep(3)
+            _settle(stack, workers, users)
         again_online = sum(1 for m in log.published() if m.get("event") == "user:status")
         result.repetitions.append({"phase": "reconnect", **again, "status_publishes": again_online})
 

@@ -203,7 +203,7 @@ def run(stack: Stack, quick: bool) -> Result:
     quiets = asyncio.run(_rest_quiet(a, b, watcher, subject, samples, bound))
     _summary(result, "(c) REST-only subject quiet → offline heard", quiets, bound)
 
-    crashes = _crash(stack, crash, watcher, subject, 2 if quick else 3, crash_bound)
+    crashes = _crash(stack, crash, watcher, subject, 2, crash_bound)
     _summary(result, "(b) worker killed → offline heard", crashes, crash_bound)
     result.repetitions.append({"socket_close": closes, "rest_quiet": quiets, "crash": crashes})
     return result

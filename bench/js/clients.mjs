@@ -24,6 +24,8 @@ function open(index, urlIndex) {
   const global = first + index;
   const token = tokens[Math.floor(global / tabs)];
   return new Promise((resolve) => {
+    // Neither connected nor refused within this long counts as a failure (never a hang).
+    const giveUp = setTimeout(() => resolve(false), 30000);
     const socket = io(urls[urlIndex % urls.length], {
       auth: { token },
       transports: ["websocket"],
@@ -32,8 +34,14 @@ function open(index, urlIndex) {
       perMessageDeflate: env.DEFLATE === "0" ? false : { threshold: 1024 },
     });
     socket.urlIndex = urlIndex;
-    socket.on("connect", () => resolve(true));
-    socket.on("connect_error", () => resolve(false));
+    socket.on("connect", () => {
+      clearTimeout(giveUp);
+      resolve(true);
+    });
+    socket.on("connect_error", () => {
+      clearTimeout(giveUp);
+      resolve(false);
+    });
     socket.on("disconnect", (reason) => {
       if (socket.closing) return;
       // The server went away: reconnect elsewhere, as a browser's retry would.
