@@ -216,6 +216,12 @@ def render() -> str:
         "the machine named under each table. The load always comes from separate processes over",
         "loopback; workers run on CPU 1, the load generators, Redis and the database on CPU 0.",
         "",
+        "Where a target is missed, the notes under its table say why. The database of this",
+        "machine is FerretDB on SQLite (no MongoDB server package reaches it): it serialises",
+        "writes and scans a collection for most queries, so every figure that waits on the",
+        "database (first requests, status changes, connect storms of many users, the sweep's",
+        "reads) is the test database's, not MongoDB's; database commands are counted instead.",
+        "",
     ]
     lines += [
         "## Targets at a glance",
