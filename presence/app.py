@@ -249,5 +249,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await c.registry.leave()
     await maintenance.lease.release()
     await realtime.stop()
-    await c.redis.aclose()
-    await c.store.close()
+    # Closing clients is bounded too: a shutdown must finish, whatever a connection is doing.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(c.redis.aclose(), timeout=5)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(c.store.close(), timeout=5)

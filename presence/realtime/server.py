@@ -65,6 +65,10 @@ class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
         }
 
 
+# How long a shutdown waits for the message-queue listener to stop.
+STOP_WAIT_S = 2.0
+
+
 class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
     """Refuses binary attachments and malformed packets by dropping the socket: one socket
     declaring many attachments could otherwise grow a worker by hundreds of MiB."""
@@ -163,8 +167,8 @@ class RealtimeServer:
         thread = getattr(self.sio.manager, "thread", None)
         if isinstance(thread, asyncio.Task):
             thread.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await thread
+            # Bounded: a listener that swallows its cancellation must not hang the shutdown.
+            await asyncio.wait({thread}, timeout=STOP_WAIT_S)
         pubsub = getattr(self.sio.manager, "pubsub", None)
         redis = getattr(self.sio.manager, "redis", None)
         with contextlib.suppress(Exception):
