@@ -243,7 +243,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await realtime.close_all()
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Bounded: a background task stuck in a client call that swallows its cancellation must
+    # not keep the worker from shutting down.
+    await asyncio.wait(tasks, timeout=5)
     await c.tracker.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
