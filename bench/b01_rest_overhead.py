@@ -64,12 +64,11 @@ def run(stack: Stack, quick: bool) -> Result:
     users = 100 if quick else 500
     seconds = 2.0 if quick else 8.0
     reps = 3 if quick else 5
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={"users": users, "seconds_per_run": seconds, "repetitions": reps},
     )
     accounts = stack.seed_users(users)

@@ -26,12 +26,11 @@ def run(stack: Stack, quick: bool) -> Result:
     # measures queueing, not the throttle.
     rate = 10 if quick else 2
     workers_count = 3
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={
             "users": users,
             "workers": workers_count,

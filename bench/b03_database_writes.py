@@ -57,12 +57,11 @@ def run(stack: Stack, quick: bool) -> Result:
     users = 100 if quick else 300
     # Each user makes several requests inside the measured window (a short one when quick).
     per_user = 2.0 if quick else 1 / 3
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={
             "workers": 3,
             "seconds": seconds,

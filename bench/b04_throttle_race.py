@@ -60,12 +60,11 @@ async def _burst(
 
 def run(stack: Stack, quick: bool) -> Result:
     users = 100 if quick else 200
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={"workers": 4, "users": users, "throttle_interval_s": WINDOW_S},
     )
     accounts = stack.seed_users(users)

@@ -46,12 +46,11 @@ def run(stack: Stack, quick: bool) -> Result:
     rates = (10, 100, 300) if quick else (10, 50, 100, 200, 400, 1000)
     seconds = 3.0 if quick else 6.0
     max_users = 100
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={"rates_per_s": list(rates), "seconds_per_rate": seconds, "max_users": max_users},
     )
     accounts = stack.seed_users(max_users + 2)

@@ -71,12 +71,11 @@ async def _cycles(
 
 def run(stack: Stack, quick: bool) -> Result:
     cycles = 2 if quick else 5
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={
             "workers": 2,
             "fanouts": list(FANOUTS),

@@ -70,12 +70,11 @@ def _registered(stack: Stack) -> int:
 def run(stack: Stack, quick: bool) -> Result:
     users = 200 if quick else 400
     count = users * TABS
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={"users": users, "tabs": TABS, "connections": count, "workers": 3, **TIMERS},
     )
     if not nodeclients.available():

@@ -38,12 +38,11 @@ def _settled_rss(stack: Stack, seconds: float = 4.0) -> int:
 
 def run(stack: Stack, quick: bool) -> Result:
     steps = (500, 1_000, 2_000) if quick else STEPS
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={"steps": list(steps), "users": USERS, "transport": "websocket"},
     )
     if not nodeclients.available():

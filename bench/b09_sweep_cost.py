@@ -143,12 +143,11 @@ async def _sweep(stack: Stack, memory: MemoryStore | None = None) -> dict[str, A
 def run(stack: Stack, quick: bool) -> Result:
     db_total, db_stale = (1_000, 100) if quick else (5_000, 500)
     total, stale = (20_000, 2_000) if quick else (100_000, 10_000)
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={
             "scale_online": total,
             "scale_stale": stale,

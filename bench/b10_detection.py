@@ -173,12 +173,11 @@ def run(stack: Stack, quick: bool) -> Result:
         else {}  # the defaults: worker TTL 15 s, maintenance 15 s, grace 5 s
     )
     crash_bound = (1.5 + 0.5 + 0.5 + 1.0) if quick else 60.0
-    result = Result(
+    result = Result.begin(
         KEY,
         TITLE,
         QUESTION,
-        "quick" if quick else "full",
-        "make bench-quick" if quick else "make bench",
+        quick,
         settings={
             "grace_s": grace,
             "quiet_timers": quiet,

@@ -76,6 +76,14 @@ class Result:
     started: float = field(default_factory=time.time)
     duration_s: float = 0.0
 
+    @classmethod
+    def begin(
+        cls, key: str, title: str, question: str, quick: bool, settings: dict[str, Any]
+    ) -> Result:
+        """A result for one run of benchmark ``key``, naming the command that reproduces it."""
+        command = "make bench-quick" if quick else f'make bench BENCH="{key}"'
+        return cls(key, title, question, "quick" if quick else "full", command, settings=settings)
+
     def metric(self, *args: Any, **kwargs: Any) -> Metric:
         m = Metric(*args, **kwargs)
         self.metrics.append(m)
