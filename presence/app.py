@@ -20,6 +20,7 @@ from presence.api.context import COMPONENTS, Components
 from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
 from presence.api.observe import timing_middleware
+from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.auth.cache import VerifiedCache
 from presence.auth.passwords import Passwords
@@ -111,6 +112,12 @@ def create_app(
         authenticator=Authenticator(
             store, codec, clock, VerifiedCache(capacity=settings.auth_cache_size)
         ),
+        attempts=AttemptLimiter(
+            redis,
+            keys,
+            per_address=settings.auth_failures_per_address,
+            per_account=settings.auth_failures_per_account,
+        ),
         accounts=Accounts(store, passwords or Passwords(), codec, clock),
         conversations=Conversations(store, clock),
         presence=PresenceService(
@@ -137,6 +144,7 @@ def create_app(
         keys=keys,
         redis=redis,
         authenticator=components.authenticator,
+        attempts=components.attempts,
         conversations=components.conversations,
         presence=components.presence,
     )

@@ -6,6 +6,7 @@ start-up with :class:`ConfigError`, whose message is one line naming the variabl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 LogFormat = Literal["json", "text"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _MIN_JWT_SECRET_BYTES = 32
 
@@ -44,6 +46,12 @@ class Settings:
     auth_deadline_s: float = 10.0
     auth_cache_size: int = 10000
     track_requests: bool = True
+    auth_failures_per_address: int = 20
+    auth_failures_per_account: int = 5
+    trusted_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
     worker_id: str = ""
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -135,6 +143,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_deadline_s=reader.duration("PRESENCE_AUTH_DEADLINE_S", 10),
         auth_cache_size=reader.integer("PRESENCE_AUTH_CACHE_SIZE", 10000, low=0),
         track_requests=reader.boolean("PRESENCE_TRACK_REQUESTS", True),
+        auth_failures_per_address=reader.integer("PRESENCE_AUTH_FAILURES_PER_ADDRESS", 20, low=1),
+        auth_failures_per_account=reader.integer("PRESENCE_AUTH_FAILURES_PER_ACCOUNT", 5, low=1),
+        trusted_proxies=reader.networks("PRESENCE_TRUSTED_PROXIES", "127.0.0.0/8,::1/128"),
         worker_id=source.get("PRESENCE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         cors_origins=cors,
         log_level=log_level,
@@ -180,6 +191,19 @@ class _Reader:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+    def networks(self, name: str, default: str) -> tuple[Network, ...]:
+        raw = self._env.get(name, default)
+        try:
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in raw.split(",")
+                if part.strip()
+            )
+        except ValueError:
+            raise ConfigError(
+                f"{name}: expected comma-separated addresses or networks, got {raw!r}"
+            ) from None
 
     def integer(self, name: str, default: int, *, low: int, high: int | None = None) -> int:
         raw = self._env.get(name)

@@ -158,3 +158,13 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed sign-in attempts; ``retry_after_s`` says when the window ends."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

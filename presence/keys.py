@@ -52,9 +52,10 @@ class Keys:
         """Pub/sub channel of the Socket.IO message queue."""
         return f"{self.prefix}socketio"
 
-    def auth_attempts(self, address: str) -> str:
-        """Counter of late ``authenticate`` attempts from one address; PX = one minute."""
-        return f"{self.prefix}authrate:{address}"
+    def auth_failures(self, scope: str, identity: str) -> str:
+        """Counter of failed sign-ins for one address or account (``scope``); PX = the window.
+        ``identity`` is a digest, so key names stay short and hold no email address."""
+        return f"{self.prefix}authfail:{scope}:{identity}"
 
     @property
     def counters(self) -> str:

@@ -6,7 +6,10 @@ from aiohttp import web
 
 from presence.api import parsing
 from presence.api.context import components
+from presence.api.identity import request_address
 from presence.api.views import participant_json, user_json
+from presence.auth.attempts import Attempt
+from presence.domain import Unauthorized
 
 
 async def register(request: web.Request) -> web.Response:
@@ -23,10 +26,17 @@ async def register(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     body = await parsing.json_object(request)
-    session = await components(request).accounts.login(
-        email=parsing.text(body, "email", max_len=254),
-        password=parsing.secret(body, "password", min_len=1),
-    )
+    email = parsing.text(body, "email", max_len=254)
+    password = parsing.secret(body, "password", min_len=1)
+    c = components(request)
+    # Per address and per account, cluster-wide: refused before the password is even hashed.
+    attempt = Attempt(address=request_address(request), account=email.casefold())
+    await c.attempts.check(attempt)
+    try:
+        session = await c.accounts.login(email=email, password=password)
+    except Unauthorized:
+        await c.attempts.failed(attempt)
+        raise
     return web.json_response(
         {"success": True, "token": session.token, "user": user_json(session.user)}
     )

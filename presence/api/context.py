@@ -9,6 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from presence.accounts import Accounts
+from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.clock import Clock
 from presence.config import Settings
@@ -32,6 +33,7 @@ class Components:
     store: Store
     keys: Keys
     authenticator: Authenticator
+    attempts: AttemptLimiter
     accounts: Accounts
     conversations: Conversations
     presence: PresenceService

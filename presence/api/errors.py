@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from presence.domain import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TooManyAttempts,
     Unauthorized,
 )
 from presence.store.base import StoreError
@@ -28,6 +30,7 @@ _DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyAttempts, 429),
 ]
 _HTTP_CODES = {
     400: "bad_request",
@@ -37,6 +40,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -57,6 +61,10 @@ def _status_of(exc: DomainError) -> int:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except TooManyAttempts as exc:
+        response = error_response(429, exc.code, exc.message)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        return response
     except DomainError as exc:
         return error_response(_status_of(exc), exc.code, exc.message)
     except web.HTTPException as exc:

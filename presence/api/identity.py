@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from presence.addresses import client_address
 from presence.api.context import PRINCIPAL, cached_principal, components
 from presence.auth.authenticator import AuthError
 from presence.domain import Forbidden, Principal, Unauthorized
@@ -61,3 +62,12 @@ async def admin(request: web.Request) -> Principal:
     if not principal.is_admin:
         raise Forbidden("admin role required", "admin_required")
     return principal
+
+
+def request_address(request: web.Request) -> str:
+    """The client's address, through the trusted proxies (``PRESENCE_TRUSTED_PROXIES``)."""
+    return client_address(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        components(request).settings.trusted_proxies,
+    )

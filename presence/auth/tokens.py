@@ -69,6 +69,18 @@ class JwtCodec:
         return Claims(sub, float(exp))
 
 
+def claimed_subject(token: str) -> str | None:
+    """The ``sub`` a token claims, *unverified*: only to count failed attempts per account."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    sub = payload.get("sub")
+    return sub[:128] if isinstance(sub, str) and sub else None
+
+
 def new_session_token() -> str:
     """256 random bits; only its hash is ever stored."""
     return _SESSION_PREFIX + secrets.token_urlsafe(32)

@@ -26,11 +26,14 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from presence.addresses import client_address
+from presence.auth.attempts import Attempt, AttemptLimiter
 from presence.auth.authenticator import Authenticator, AuthError
+from presence.auth.tokens import claimed_subject
 from presence.clock import Clock
 from presence.config import Settings
 from presence.conversations import Conversations
-from presence.domain import DomainError, Principal, from_epoch, iso
+from presence.domain import DomainError, Principal, TooManyAttempts, from_epoch, iso
 from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.realtime import payloads
@@ -48,8 +51,6 @@ MAX_MESSAGE_BYTES = 16 * 1024
 # Packets waiting for one socket; a live client drains them in milliseconds.
 MAX_QUEUED_PACKETS = 512
 SLOW_CONSUMER_CHECK_S = 1.0
-# Late authentication attempts per address per minute, cluster-wide (the original's limit).
-AUTH_ATTEMPTS_PER_MINUTE = 10
 
 
 class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
@@ -109,6 +110,7 @@ class RealtimeServer:
         keys: Keys,
         redis: Redis,
         authenticator: Authenticator,
+        attempts: AttemptLimiter,
         conversations: Conversations,
         presence: PresenceService,
     ) -> None:
@@ -118,6 +120,7 @@ class RealtimeServer:
         self._keys = keys
         self._redis = redis
         self._auth = authenticator
+        self._attempts = attempts
         self._conversations = conversations
         self._presence = presence
         sio_logger = _quiet_logger("presence.socketio", settings.log_level)
@@ -195,17 +198,29 @@ class RealtimeServer:
         except payloads.InvalidPayload as exc:
             self._metrics.auth_failures.labels(reason=exc.code).inc()
             raise Refused(exc.code, exc.message) from None
-        connection = LocalConnection(address=_client_address(environ))
+        connection = LocalConnection(
+            address=client_address(
+                _peer(environ),
+                environ.get("HTTP_X_FORWARDED_FOR"),
+                self._settings.trusted_proxies,
+            )
+        )
         if credentials is None:
             self._local[sid] = connection
             connection.deadline = asyncio.create_task(self._expire_unauthenticated(sid))
             self._metrics.connections.set(len(self._local))
             return
         try:
-            principal = await self._authenticate(credentials)
+            principal = await self._authenticate(credentials, connection.address)
+        except TooManyAttempts as exc:
+            self._metrics.socket_refusals.labels(reason="auth_rate_limited").inc()
+            raise Refused(exc.code, exc.message) from None
         except AuthError as exc:
             self._metrics.auth_failures.labels(reason=exc.reason).inc()
             raise Refused(exc.reason, exc.message) from None
+        except RedisError:
+            self._metrics.socket_refusals.labels(reason="unavailable").inc()
+            raise Refused("unavailable", "presence is unavailable, try again") from None
         connection.principal = principal
         self._local[sid] = connection
         self._metrics.connections.set(len(self._local))
@@ -216,11 +231,20 @@ class RealtimeServer:
         await asyncio.sleep(0)
         await self._admit_and_greet(sid, connection, principal)
 
-    async def _authenticate(self, credentials: payloads.Credentials) -> Principal:
-        if credentials.token is not None:
-            return await self._auth.from_jwt(credentials.token)
-        assert credentials.session_token is not None
-        return await self._auth.from_session_token(credentials.session_token)
+    async def _authenticate(self, credentials: payloads.Credentials, address: str) -> Principal:
+        """Refused before checking once the address or the claimed account has used up its
+        failures (cluster-wide); every failure counts against both."""
+        account = None if credentials.token is None else claimed_subject(credentials.token)
+        attempt = Attempt(address, None if account is None else f"user:{account}")
+        await self._attempts.check(attempt)
+        try:
+            if credentials.token is not None:
+                return await self._auth.from_jwt(credentials.token)
+            assert credentials.session_token is not None
+            return await self._auth.from_session_token(credentials.session_token)
+        except AuthError:
+            await self._attempts.failed(attempt)
+            raise
 
     async def _admit_and_greet(
         self, sid: str, connection: LocalConnection, principal: Principal
@@ -333,13 +357,16 @@ class RealtimeServer:
         if connection.principal is not None:
             await self._error(sid, "already_authenticated", "this socket is authenticated")
             return
-        if await self._too_many_attempts(connection.address):
+        try:
+            principal = await self._authenticate(payloads.authenticate(args), connection.address)
+        except TooManyAttempts:
             self._metrics.socket_refusals.labels(reason="auth_rate_limited").inc()
             await self._error(sid, "rate_limited", "too many authentication attempts")
             await self.sio.disconnect(sid)
             return
-        try:
-            principal = await self._authenticate(payloads.authenticate(args))
+        except RedisError:
+            await self._error(sid, "unavailable", "presence is unavailable, try again")
+            return
         except payloads.InvalidPayload as exc:
             self._metrics.auth_failures.labels(reason=exc.code).inc()
             await self._error(sid, exc.code, exc.message)
@@ -351,14 +378,6 @@ class RealtimeServer:
         if connection.deadline is not None:
             connection.deadline.cancel()
         await self._admit_and_greet(sid, connection, principal)
-
-    async def _too_many_attempts(self, address: str) -> bool:
-        key = self._keys.auth_attempts(address)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.pexpire(key, 60_000, nx=True)
-        attempts, _ = await pipe.execute()
-        return int(attempts) > AUTH_ATTEMPTS_PER_MINUTE
 
     async def _presence_set(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
         status = payloads.presence_set(args)
@@ -454,7 +473,7 @@ def _header_credentials(environ: dict[str, Any]) -> payloads.Credentials | None:
     return None
 
 
-def _client_address(environ: dict[str, Any]) -> str:
+def _peer(environ: dict[str, Any]) -> str:
     request = environ.get("aiohttp.request")
     remote = getattr(request, "remote", None)
     return str(remote or environ.get("REMOTE_ADDR") or "unknown")

@@ -15,7 +15,12 @@ from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import Account, call, conversation, register
 from tests.support.sio import Listener
 
-TIMERS = {"offline_grace_s": "1", "auth_deadline_s": "1", "ping_interval_s": "2"}
+TIMERS = {
+    "offline_grace_s": "1",
+    "auth_deadline_s": "1",
+    "ping_interval_s": "2",
+    "auth_failures_per_address": "10",
+}
 
 
 async def refused(url: str, **kwargs: Any) -> dict[str, Any]:
@@ -68,12 +73,12 @@ async def test_auth_matrix_refuses_without_any_presence_side_effect(
     assert (await impostor.wait_for("error", 2))[1]["code"] == "auth_required"
     assert impostor.events("authenticated") == []
 
-    # Attempts are counted per address across the cluster: the eleventh in a minute, here
-    # spread over both workers, disconnects.
+    # Failures are counted per address across the cluster: with a limit of 10, the eleventh
+    # attempt in a minute, here spread over both workers, disconnects.
     guessers = [Listener("guesser-0"), Listener("guesser-1")]
     for index, guesser in enumerate(guessers):
         await guesser.connect(workers[index].url)
-    attempts = 1  # the impostor's
+    attempts = 0  # the impostor's payload was refused before any credential was checked
     while attempts < 10:
         guesser = guessers[attempts % 2]
         await guesser.client.emit("authenticate", {"token": f"guess-{attempts}"})

@@ -1,0 +1,67 @@
+"""Failed sign-in attempts, limited per address and per account, cluster-wide.
+
+Counters live in Redis (``INCR`` + ``PEXPIRE NX``, a fixed one-minute window), so a guesser
+gains nothing by spreading attempts over workers. Only failures count: a busy office behind one
+address, or a user opening many tabs, never locks itself out by succeeding. Once a counter is
+at its limit the attempt is refused *before* the credentials are checked, which also keeps an
+attacker from spending our argon2 time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from presence.domain import TooManyAttempts
+from presence.keys import Keys
+
+WINDOW_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Who is trying: the client's address and, when the attempt names one, the account."""
+
+    address: str
+    account: str | None = None
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class AttemptLimiter:
+    def __init__(self, redis: Redis, keys: Keys, *, per_address: int, per_account: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._limits = {"address": per_address, "account": per_account}
+
+    def _counters(self, attempt: Attempt) -> list[tuple[str, int]]:
+        counters = [(self._keys.auth_failures("address", _digest(attempt.address)), 0)]
+        if attempt.account:
+            counters.append((self._keys.auth_failures("account", _digest(attempt.account)), 1))
+        return counters
+
+    async def check(self, attempt: Attempt) -> None:
+        """Raise :class:`TooManyAttempts` when the address or the account used up its window."""
+        counters = self._counters(attempt)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, _ in counters:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = await pipe.execute()
+        limits = [self._limits["address"], self._limits["account"]]
+        for index, (_, which) in enumerate(counters):
+            count, ttl_ms = replies[2 * index], replies[2 * index + 1]
+            if count is not None and int(count) >= limits[which]:
+                retry_after_s = max(ttl_ms, 0) / 1000 if ttl_ms and ttl_ms > 0 else 1.0
+                raise TooManyAttempts("too many failed attempts, try again later", retry_after_s)
+
+    async def failed(self, attempt: Attempt) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        for key, _ in self._counters(attempt):
+            pipe.incr(key)
+            pipe.pexpire(key, WINDOW_MS, nx=True)
+        await pipe.execute()
