@@ -29,7 +29,9 @@ def row(request: pytest.FixtureRequest) -> Row:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     found = item.stash.get(_ROW_KEY, None)
     if found is not None and (report.when == "call" or report.failed):

@@ -104,7 +104,7 @@ async def test_redis_killed_and_restarted_during_load(stack: Stack, row: Row) ->
     row.checked = (
         "no worker exits; every /readyz 503 during the outage and 200 after; presence equals the"
         " truth within 15 s of Redis returning; a subject connecting on each worker is heard on"
-        " every worker; no lastActiveAt moves back, none older than last served request − one"
+        " every worker; no lastActiveAt moves back, none older than last served request minus one"
         " throttle window"
     )
     stack.start_workers(3)

@@ -108,7 +108,7 @@ async def test_kill_9_of_a_worker_during_a_connect_storm(stack: Stack, row: Row)
 async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> None:
     row.done = (
         "4 workers (w3 holds the watcher); 15 socket subjects and 10 REST subjects (heartbeat"
-        " every 0.5 s) on w0–w2; each of w0, w1, w2 in turn drained, SIGTERMed, restarted with"
+        " every 0.5 s) on w0, w1, w2; each of w0, w1, w2 in turn drained, SIGTERMed, restarted with"
         " the same id, 1 s apart"
     )
     row.checked = (
@@ -119,7 +119,10 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
     )
     stack.start_workers(3)
     stack.start_worker("w3")
-    load_urls = lambda: [u for u in stack.urls() if u != stack.workers["w3"].url]  # noqa: E731
+
+    def load_urls() -> list[str]:
+        return [u for u in stack.urls() if u != stack.workers["w3"].url]
+
     base = load_urls()[0]
     sockets = await accounts(base, 15, "sock")
     rest = await accounts(base, 10, "rest")

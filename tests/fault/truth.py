@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import time
@@ -160,7 +161,7 @@ class Tab:
             self._turn += 1
             dropped = asyncio.Event()
             client = socketio.AsyncClient(reconnection=False)
-            client.on("disconnect", lambda *_: dropped.set())
+            client.on("disconnect", functools.partial(_set, dropped))
             try:
                 await client.connect(
                     url,
@@ -188,6 +189,10 @@ class Tab:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._task, timeout=10)
+
+
+def _set(event: asyncio.Event, *_: object) -> None:
+    event.set()
 
 
 async def _close(client: socketio.AsyncClient) -> None:
