@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -30,6 +32,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request its parser refuses (a header past 8 KiB, a broken request line)
+    as an error with a traceback. The client already got its 400; one warning line is
+    enough, and a flood of bad requests must not become a flood of tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            # The class only: the message quotes the request, which may carry a credential.
+            record.msg, record.args = "malformed HTTP request refused (%s)", (type(error).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_logging(level: str, fmt: str, worker_id: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -43,3 +60,4 @@ def configure_logging(level: str, fmt: str, worker_id: str) -> None:
     root.setLevel(level)
     # Access logs would double the log volume for no signal; metrics carry request timings.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())

@@ -39,13 +39,16 @@ class AttemptLimiter:
         self._limits = {"address": per_address, "account": per_account}
 
     def _counters(self, attempt: Attempt) -> list[tuple[str, int]]:
-        counters = [(self._keys.auth_failures("address", _digest(attempt.address)), 0)]
+        counters = []
+        if attempt.address:
+            counters.append((self._keys.auth_failures("address", _digest(attempt.address)), 0))
         if attempt.account:
             counters.append((self._keys.auth_failures("account", _digest(attempt.account)), 1))
         return counters
 
     async def check(self, attempt: Attempt) -> None:
-        """Raise :class:`TooManyAttempts` when the address or the account used up its window."""
+        """Raise :class:`TooManyAttempts` when the address or the account (each when given)
+        used up its failures for the window."""
         counters = self._counters(attempt)
         pipe = self._redis.pipeline(transaction=False)
         for key, _ in counters:

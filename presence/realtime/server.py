@@ -145,6 +145,7 @@ class RealtimeServer:
         self.sio.on_bad_packet = self._bad_packet
         without_compression(self.sio.eio)
         self._local: dict[str, LocalConnection] = {}
+        self._admitting = 0
         self._broadcaster = Broadcaster(self.sio, conversations, presence, metrics)
         presence.add_listener(self._broadcaster.on_change)
         self.sio.on("connect", self._on_connect)
@@ -190,9 +191,18 @@ class RealtimeServer:
     # -- connection life cycle ---------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if len(self._local) >= self._settings.max_connections:
+        # Handshakes still checking credentials hold a slot too: a burst of concurrent connects
+        # must not all pass the check before any of them is counted.
+        if len(self._local) + self._admitting >= self._settings.max_connections:
             self._metrics.socket_refusals.labels(reason="server_full").inc()
             raise Refused("server_full", "this worker is full, try again")
+        self._admitting += 1
+        try:
+            await self._accept(sid, environ, auth)
+        finally:
+            self._admitting -= 1
+
+    async def _accept(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         try:
             credentials = payloads.credentials_from(auth) or _header_credentials(environ)
         except payloads.InvalidPayload as exc:
@@ -232,18 +242,22 @@ class RealtimeServer:
         await self._admit_and_greet(sid, connection, principal)
 
     async def _authenticate(self, credentials: payloads.Credentials, address: str) -> Principal:
-        """Refused before checking once the address or the claimed account has used up its
-        failures (cluster-wide); every failure counts against both."""
+        """The address is checked before the credentials; the account a refused token claims
+        only after the refusal: a valid token is never a guess, so forged tokens naming
+        someone cannot lock that person out."""
         account = None if credentials.token is None else claimed_subject(credentials.token)
         attempt = Attempt(address, None if account is None else f"user:{account}")
-        await self._attempts.check(attempt)
+        await self._attempts.check(Attempt(address))
         try:
             if credentials.token is not None:
                 return await self._auth.from_jwt(credentials.token)
             assert credentials.session_token is not None
             return await self._auth.from_session_token(credentials.session_token)
         except AuthError:
-            await self._attempts.failed(attempt)
+            try:
+                await self._attempts.check(Attempt("", attempt.account))
+            finally:
+                await self._attempts.failed(attempt)
             raise
 
     async def _admit_and_greet(

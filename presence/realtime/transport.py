@@ -4,14 +4,22 @@ Browsers and Node clients offer ``permessage-deflate`` on every connection, and 
 it by default: each connection then keeps two zlib streams, about 95 KiB per idle connection
 (measured by benchmark B8: ~133 KiB per connection with it, ~38 KiB without). Presence messages
 are a few hundred bytes, below any useful compression threshold, so the memory buys nothing.
+
+The kernel send buffer is fixed at :data:`SEND_BUFFER_BYTES` instead of autotuned (up to 4 MiB
+per socket on Linux): a client that stops reading then fills it within seconds, its packets
+queue where the slow-consumer check sees them, and it is dropped, instead of pinning megabytes
+of kernel memory per connection. 64 KiB still carries a full presence snapshot at once.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket
+
+SEND_BUFFER_BYTES = 64 * 1024
 
 
 class UncompressedWebSocket(WebSocket):  # type: ignore[misc]
@@ -20,6 +28,9 @@ class UncompressedWebSocket(WebSocket):  # type: ignore[misc]
         self._sock = WebSocketResponse(
             max_msg_size=self.server.max_http_buffer_size, compress=False
         )
+        raw = request.transport.get_extra_info("socket") if request.transport else None
+        if raw is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         await self._sock.prepare(request)
         self.environ = environ
         await self.handler(self)

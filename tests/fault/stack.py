@@ -53,8 +53,7 @@ class Stack:
             PRESENCE_MONGO_DB=self.db_name,
             PRESENCE_REDIS_PREFIX=self.prefix,
             PRESENCE_JWT_SECRET=JWT_SECRET,
-            **FAST_TIMERS,
-            **self.settings,
+            **{**FAST_TIMERS, **self.settings},
         )
 
     def start_worker(self, name: str) -> WorkerProcess:
