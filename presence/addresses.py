@@ -25,7 +25,7 @@ def _trusted(address: str, trusted: Sequence[Network]) -> bool:
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The address to hold responsible for a request."""
-    current = (peer or "unknown").strip()
+    current = (peer or "").strip() or "unknown"
     if not forwarded_for or not _trusted(current, trusted):
         return current
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):

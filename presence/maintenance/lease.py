@@ -58,6 +58,7 @@ class LeaderLease:
         self._renew = redis.register_script(RENEW_LEASE)
         self._release = redis.register_script(RELEASE_LEASE)
         self._held = False
+        self._released = False  # at shutdown: never taken again by this process
         self._renewed_at = 0.0  # monotonic
         self.epoch = 0
 
@@ -70,6 +71,8 @@ class LeaderLease:
         return self._held
 
     async def try_acquire(self) -> bool:
+        if self._released:
+            return False
         started = self._clock.monotonic()
         if not await self._redis.set(self._keys.leader, self._token, nx=True, px=self._ttl_ms):
             return False
@@ -114,6 +117,7 @@ class LeaderLease:
 
     async def release(self) -> None:
         """Graceful shutdown: let another worker lead at once instead of after the TTL."""
+        self._released = True
         if self._held:
             self._lose("released at shutdown")
             await self._give_back()

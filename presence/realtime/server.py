@@ -83,7 +83,7 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             self.on_bad_packet("malformed")
             await self.eio.disconnect(eio_sid)
 
@@ -144,6 +144,7 @@ class RealtimeServer:
         )
         self.sio.on_bad_packet = self._bad_packet
         without_compression(self.sio.eio)
+        self.sio.eio.on_bad_frame = lambda: self._bad_packet("engineio")
         self._local: dict[str, LocalConnection] = {}
         self._admitting = 0
         self._broadcaster = Broadcaster(self.sio, conversations, presence, metrics)

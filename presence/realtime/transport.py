@@ -17,7 +17,12 @@ import socket
 from typing import Any
 
 from aiohttp.web import WebSocketResponse
+from engineio import packet
 from engineio.async_drivers.aiohttp import WebSocket
+
+# What a malformed Engine.IO packet raises while being decoded (empty, a non-digit type,
+# JSON nested past the recursion limit).
+_DECODE_ERRORS = (ValueError, RecursionError, IndexError, TypeError)
 
 SEND_BUFFER_BYTES = 64 * 1024
 
@@ -35,6 +40,21 @@ class UncompressedWebSocket(WebSocket):  # type: ignore[misc]
         self.environ = environ
         await self.handler(self)
         return self._sock
+
+    async def wait(self) -> Any:
+        """The next frame, checked before Engine.IO decodes it: Engine.IO decodes outside its
+        error handling, so a malformed frame would end the handler without closing the socket
+        (its writer task left waiting, a traceback logged). Reported as a closed connection
+        instead, which takes Engine.IO's normal close path."""
+        data = await super().wait()
+        try:
+            packet.Packet(encoded_packet=data)
+        except _DECODE_ERRORS:
+            report = getattr(self.server, "on_bad_frame", None)
+            if report is not None:
+                report()
+            raise OSError("malformed Engine.IO packet") from None
+        return data
 
 
 def without_compression(eio: Any) -> None:

@@ -354,9 +354,7 @@ async def test_rate_limits_hold_across_workers(stack: Stack, row: Row) -> None:
     row.measure("login per account: 4 failures from 4 addresses, the 5th from a 5th address 429")
 
     # Sockets, one address over both workers.
-    codes = [
-        await socket_attempt(urls[i % 2], f"guess-{i}", "192.0.2.1") for i in range(7)
-    ]
+    codes = [await socket_attempt(urls[i % 2], f"guess-{i}", "192.0.2.1") for i in range(7)]
     assert codes == ["malformed"] * 6 + ["rate_limited"], codes
     assert await socket_attempt(urls[0], bystander.token, "192.0.2.2") == "ACCEPTED"
     row.measure("socket per address: 6 failures over 2 workers, the 7th rate_limited")

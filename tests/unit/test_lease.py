@@ -57,4 +57,7 @@ async def test_one_holder_each_grant_a_new_epoch_and_validity_needs_renewals() -
     assert b.epoch == 2
     assert not await a.renew()  # not the holder: stays out, keeps electing
     assert await redis.get("t:leader") == b"b|i-b"
+    await b.release()
+    assert not await a.try_acquire()  # released at shutdown: a stopping worker never leads again
+    assert await lease(redis, clock, store, "c").try_acquire()
     await redis.aclose()

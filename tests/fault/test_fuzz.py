@@ -1,0 +1,358 @@
+"""Scenario 9: property-based and schema fuzzing. Hypothesis on the validators and the pure
+policy; schemathesis on every operation of the served OpenAPI document; random and truncated
+Engine.IO / Socket.IO frames against a worker process, which must stay the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import hypothesis
+import hypothesis.strategies as st
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from pymongo import MongoClient
+
+from presence.addresses import client_address
+from presence.api import parsing
+from presence.api.openapi import document
+from presence.auth.tokens import JwtCodec, TokenError, claimed_subject
+from presence.domain import InvalidInput, ManualStatus, Status
+from presence.policy import LiveState, is_online, last_seen, own_status, visible_status
+from presence.realtime import payloads
+from presence.realtime.limits import TokenBucket
+from tests.conftest import JWT_SECRET
+from tests.fault.report import Row
+from tests.fault.stack import Stack
+from tests.fault.truth import presence_view
+from tests.support.accounts import Account, conversation, register
+from tests.support.fakes import FakeClock
+from tests.support.processes import http
+from tests.support.servers import mongo_url_of
+from tests.support.sio import Listener
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+ANY_ARGS = st.lists(JSON, max_size=3).map(tuple)
+NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+FAST = hypothesis.settings(max_examples=300, deadline=None, database=None)
+
+
+@pytest.mark.scenario(9)
+def test_validators_and_policy_hold_for_any_input(row: Row) -> None:
+    row.done = (
+        "hypothesis: 300 arbitrary JSON values per Socket.IO payload validator and HTTP body"
+        " parser, arbitrary tokens, X-Forwarded-For chains, presence states and event timings"
+    )
+    row.checked = (
+        "validators raise only their own refusal type; tokens only TokenError; the client address"
+        " is the peer or a forwarded hop, never past an untrusted one; invisible never shows;"
+        " online matches the rule; lastSeen never moves back; the event budget never exceeded"
+    )
+    codec = JwtCodec(JWT_SECRET, 3600, FakeClock())
+
+    @FAST
+    @hypothesis.given(args=ANY_ARGS)
+    def socket_payloads(args: tuple[Any, ...]) -> None:
+        for validate in (
+            payloads.authenticate,
+            payloads.presence_set,
+            payloads.conversation_join,
+            payloads.heartbeat,
+        ):
+            refusal: payloads.InvalidPayload | None = None
+            try:
+                validate(args)
+            except payloads.InvalidPayload as exc:
+                refusal = exc
+            assert refusal is None or (refusal.code and refusal.message)
+        try:
+            found = payloads.credentials_from(args[0] if args else None)
+        except payloads.InvalidPayload:
+            return
+        if found is not None:
+            assert (found.token is None) != (found.session_token is None)
+
+    @FAST
+    @hypothesis.given(body=st.dictionaries(st.sampled_from(["a", "email", "ids"]), JSON))
+    def http_bodies(body: dict[str, Any]) -> None:
+        for parse in (
+            lambda: parsing.text(body, "a", max_len=64),
+            lambda: parsing.secret(body, "a", min_len=8),
+            lambda: parsing.email(body),
+            lambda: parsing.boolean(body, "a"),
+            lambda: parsing.string_list(body, "ids", max_items=10),
+            lambda: parsing.optional_seconds(body, "a", low=1, high=60),
+        ):
+            try:
+                value = parse()
+            except InvalidInput:
+                continue
+            if isinstance(value, float):
+                assert 1 <= value <= 60
+
+    @FAST
+    @hypothesis.given(token=st.text(max_size=300) | st.binary(max_size=300).map(repr))
+    def tokens(token: str) -> None:
+        with contextlib.suppress(TokenError):
+            codec.verify(token)
+        claimed = claimed_subject(token)
+        assert claimed is None or (isinstance(claimed, str) and len(claimed) <= 128)
+
+    hop = st.ip_addresses().map(str) | st.text(max_size=20)
+
+    @FAST
+    @hypothesis.given(peer=hop, forwarded=st.none() | st.lists(hop, max_size=5).map(", ".join))
+    def addresses(peer: str, forwarded: str | None) -> None:
+        found = client_address(peer, forwarded, NETWORKS)
+        hops = [h.strip() for h in (forwarded or "").split(",")]
+        assert found in (peer.strip() or "unknown", *hops)
+        if found != (peer.strip() or "unknown"):
+            # A forwarded hop is believed only from a trusted peer, and it is an address.
+            assert any(ipaddress.ip_address(peer.strip()) in n for n in NETWORKS)
+            ipaddress.ip_address(found)
+
+    times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+    @FAST
+    @hypothesis.given(
+        marked=st.booleans(),
+        last=st.none() | times,
+        connections=st.integers(0, 3),
+        grace=st.booleans(),
+        now=times,
+        manual=st.sampled_from(list(ManualStatus)),
+        stored=st.none() | times,
+    )
+    def policy(
+        marked: bool,
+        last: float | None,
+        connections: int,
+        grace: bool,
+        now: float,
+        manual: ManualStatus,
+        stored: float | None,
+    ) -> None:
+        online = is_online(LiveState(marked, last, connections, grace), now, 300)
+        expected = marked and (connections > 0 or grace or (last is not None and last >= now - 300))
+        assert online == expected
+        shown = visible_status(online, manual)
+        assert shown is not Status.ONLINE or manual is ManualStatus.ONLINE
+        assert (shown is Status.OFFLINE) == (not online or manual is ManualStatus.INVISIBLE)
+        assert own_status(online, manual) is not Status.OFFLINE or not online
+        stored_at = None if stored is None else datetime.fromtimestamp(stored, UTC)
+        seen = last_seen(online, stored_at, last)
+        assert stored_at is None or (seen is not None and seen >= stored_at)
+
+    @FAST
+    @hypothesis.given(gaps=st.lists(st.floats(min_value=0, max_value=0.5), max_size=300))
+    def event_budget(gaps: list[float]) -> None:
+        bucket, now, allowed = TokenBucket(), 1000.0, 0
+        started = now
+        for gap in gaps:
+            now += gap
+            allowed += bucket.allow(now)
+        assert allowed <= bucket.capacity + (now - started) * bucket.rate + 1e-6
+
+    for check in (socket_payloads, http_bodies, tokens, addresses, policy, event_budget):
+        check()
+    row.measure("6 properties x 300 examples, no counterexample")
+
+
+def admin_token(stack: Stack, url: str) -> tuple[dict[str, str], str]:
+    status, body = http(
+        "POST",
+        url + "/api/auth/register",
+        {"username": "ops", "email": "ops@example.test", "password": "password-1"},
+    )
+    assert status == 201, body
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_url_of(stack.mongo))
+    client[stack.db_name]["users"].update_one(
+        {"_id": body["user"]["id"]}, {"$set": {"role": "admin"}}
+    )
+    client.close()
+    return {"Authorization": f"Bearer {body['token']}"}, body["user"]["id"]
+
+
+@pytest.mark.scenario(9)
+def test_every_operation_of_the_openapi_document_under_schemathesis(stack: Stack, row: Row) -> None:
+    row.done = (
+        "schemathesis (generated valid and invalid requests) against every operation of the"
+        " served OpenAPI document, authenticated as an admin, on a worker process"
+    )
+    row.checked = (
+        "no 5xx; every status code, content type and body conforms to the document; the worker"
+        " is the same process afterwards"
+    )
+    stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "100000"
+    stack.settings["PRESENCE_AUTH_FAILURES_PER_ACCOUNT"] = "100000"
+    worker = stack.start_worker("w0")
+    pid = worker.process.pid
+    headers, _ = admin_token(stack, worker.url)
+    schema = schemathesis.openapi.from_dict(document())
+    checks = [
+        schemathesis.checks.not_a_server_error,
+        schemathesis.checks.status_code_conformance,
+        schemathesis.checks.content_type_conformance,
+        schemathesis.checks.response_schema_conformance,
+    ]
+    operations, cases = 0, 0
+    for result in schema.get_all_operations():
+        operation = result.ok()  # type: ignore[union-attr]  # Err raises: a broken document
+        operations += 1
+        counted: list[int] = []
+
+        @hypothesis.settings(
+            max_examples=40,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[hypothesis.Phase.generate],
+        )
+        @hypothesis.given(case=operation.as_strategy())
+        def fuzz(case: Any) -> None:
+            counted.append(1)  # noqa: B023
+            case.call_and_validate(base_url=worker.url, headers=headers, checks=checks)
+
+        fuzz()
+        cases += len(counted)
+    row.measure(f"{operations} operations, {cases} generated requests, no failed check")
+    assert worker.process.pid == pid and worker.process.poll() is None
+    assert http("GET", worker.url + "/healthz")[0] == 200
+
+
+def frames() -> st.SearchStrategy[str | bytes]:
+    events = st.sampled_from(
+        ["authenticate", "presence:set", "conversation:join", "heartbeat", "x", ""]
+    )
+    event_packet = st.builds(
+        lambda kind, ns, ack, event, data: f"{kind}{ns}{ack}" + json.dumps([event, data]),
+        st.sampled_from(["42", "43", "45", "46", "40", "41", "44", "4", "49"]),
+        st.sampled_from(["", "/", "/admin,", "/x,"]),
+        st.sampled_from(["", "1", "9" * 120, "-1"]),
+        events,
+        JSON,
+    )
+    truncated = event_packet.flatmap(lambda f: st.integers(0, len(f)).map(lambda n: f[:n]))
+    attachments = st.builds(
+        lambda n: f"45{n}-" + json.dumps(["x", {"_placeholder": True, "num": 0}]),
+        st.integers(0, 10**10),
+    )
+    nested = st.integers(10, 5000).map(lambda depth: "42" + "[" * depth + "]" * depth)
+    return st.one_of(
+        event_packet,
+        truncated,
+        attachments,
+        nested,
+        st.text(max_size=200),
+        st.binary(max_size=200),
+        st.just("2"),
+        st.just("3probe"),
+        st.just("6"),
+    )
+
+
+@pytest.mark.scenario(9)
+async def test_random_and_truncated_socketio_frames_leave_the_worker_alive(
+    stack: Stack, row: Row
+) -> None:
+    row.done = (
+        "1 500 hypothesis-generated frames (event packets of every type with random JSON,"
+        " truncated packets, 10-digit attachment counts, 5 000-deep nesting, random text and"
+        " bytes) over raw websockets, authenticated and not, to one worker process"
+    )
+    row.checked = (
+        "the worker keeps its process id and answers /healthz; a bystander's socket stays"
+        " connected and its presence unchanged; the offending sockets are answered or dropped"
+    )
+    # Generated first: generation blocks this loop, and the bystander must answer pings.
+    generated: list[str | bytes] = []
+
+    @hypothesis.settings(
+        max_examples=1500,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[hypothesis.Phase.generate],
+    )
+    @hypothesis.given(frame=frames())
+    def collect(frame: str | bytes) -> None:
+        generated.append(frame)
+
+    collect()
+
+    worker = stack.start_worker("w0")
+    pid = worker.process.pid
+    fuzzer, bystander = (
+        await register(worker.url, "fuzzer"),
+        await register(worker.url, "bystander"),
+    )
+    viewer = await register(worker.url, "viewer")
+    await conversation(worker.url, viewer, [fuzzer, bystander], "room")
+    watcher = Listener("bystander")
+    await watcher.connect(worker.url, auth={"token": bystander.token})
+    await watcher.wait_for("presence:snapshot")
+    await asyncio.sleep(0.5)  # its own online event arrives before the fuzzing starts
+    before = (await presence_view(worker.url, viewer, [bystander]))[bystander.id]
+    heard_before = len(watcher.events("user:status"))
+
+    dropped = await send_frames(worker.url, fuzzer, generated)
+    await asyncio.sleep(1)
+    after = (await presence_view(worker.url, viewer, [bystander]))[bystander.id]
+    assert worker.process.pid == pid and worker.process.poll() is None
+    assert http("GET", worker.url + "/healthz")[0] == 200
+    assert watcher.client.connected
+    assert "Traceback" not in worker.output(), "a malformed frame was logged as a crash"
+    assert (after["isOnline"], after["status"]) == (before["isOnline"], before["status"])
+    later = watcher.events("user:status")[heard_before:]
+    assert [s for s in later if s["userId"] == bystander.id] == []
+    row.measure(
+        f"{len(generated)} frames sent, {dropped} sockets dropped by the worker on the way;"
+        " same worker pid, /healthz 200, the bystander untouched"
+    )
+
+
+async def send_frames(url: str, subject: Account, generated: list[str | bytes]) -> int:
+    """Send every frame, half the sockets authenticated first; reopen when dropped."""
+    ws_url = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    dropped = 0
+    async with aiohttp.ClientSession() as session:
+        ws: aiohttp.ClientWebSocketResponse | None = None
+        for index, frame in enumerate(generated):
+            if ws is None or ws.closed:
+                if ws is not None:
+                    dropped += 1
+                ws = await session.ws_connect(ws_url, max_msg_size=0)
+                await ws.receive(timeout=5)  # the Engine.IO open packet
+                if index % 2 == 0:
+                    await ws.send_str("40" + json.dumps({"token": subject.token}))
+            try:
+                if isinstance(frame, bytes):
+                    await ws.send_bytes(frame)
+                else:
+                    await ws.send_str(frame)
+            except (ConnectionResetError, aiohttp.ClientError):
+                continue
+            if index % 50 == 0:
+                await asyncio.sleep(0.01)  # let the worker answer; drain what it sent
+                while True:
+                    try:
+                        message = await ws.receive(timeout=0.001)
+                    except TimeoutError:
+                        break
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                        break
+        if ws is not None:
+            await ws.close()
+    return dropped
