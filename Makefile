@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test test-unit lint format services cluster cluster-stop bench bench-quick clean
+.PHONY: all run test test-fault test-unit lint format services cluster cluster-stop bench bench-quick clean
 
 all: lint test
 
@@ -32,9 +32,14 @@ cluster-stop:
 services:
 	bash scripts/test-services.sh
 
-## test: the whole suite; starts its own Redis and MongoDB-compatible servers on free ports
+## test: unit, contract, integration and end-to-end tests; starts its own Redis and
+## MongoDB-compatible servers on free ports
 test: $(STAMP) services
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/fault $(PYTEST_ARGS)
+
+## test-fault: the fault and abuse suite (about 5 minutes); regenerates docs/RELIABILITY.md
+test-fault: $(STAMP) services
+	$(BIN)/pytest tests/fault $(PYTEST_ARGS)
 
 ## bench: every benchmark (about half an hour); results in docs/bench/ and docs/BENCHMARKS.md
 ## (BENCH="b01 b05" runs some)

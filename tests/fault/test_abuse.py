@@ -381,7 +381,7 @@ async def test_presence_is_private_to_shared_conversations(stack: Stack, row: Ro
     )
     row.checked = (
         "carol learns nothing of alice or bob (left out, 404/403, no events); alice sees bob"
-        " offline with no lastActiveAt beyond what offline shows, through REST, snapshot,"
+        " offline and never his manual status, through REST, room presence, snapshot,"
         " presence:state and user:status; bob sees his own invisible"
     )
     urls = [w.url for w in stack.start_workers(2)]
