@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run test test-fault test-unit lint format services cluster cluster-stop bench bench-quick clean
+.PHONY: all run console test test-fault test-unit lint format services cluster cluster-stop bench bench-quick clean
 
 all: lint test
 
@@ -15,13 +15,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## run: one worker in embedded mode on port 3000 (nothing persisted, no services needed)
+## run: one worker in embedded mode on port 3000 (nothing persisted, no services needed);
+## the console at / is built first when Node.js is there
 run: $(STAMP)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; \
+		else echo "run: no Node.js, the console at / will say how to build it"; fi
 	env -u PRESENCE_REDIS_URL -u PRESENCE_MONGO_URL PRESENCE_LOG_FORMAT=$${PRESENCE_LOG_FORMAT:-text} \
 		$(BIN)/presence serve
 
+## console: bundle the web console (the stock socket.io-client, esbuild) into presence/console/static
+console: presence/console/static/console.js
+
+presence/console/static/console.js: console/src/console.js console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
 ## cluster: WORKERS (3) workers, Redis, MongoDB-compatible server and nginx on PORT (3000)
 cluster: $(STAMP) services
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; fi
 	$(BIN)/python scripts/cluster.py start
 
 ## cluster-stop: stop what `make cluster` started

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.accounts import Accounts
-from presence.api import accounts, conversations, health, maintenance, openapi, users
+from presence.api import accounts, console, conversations, health, maintenance, openapi, users
 from presence.api.context import COMPONENTS, Components
 from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
@@ -182,7 +182,7 @@ def create_app(
     app[MAINTENANCE] = Maintenance(lease, sweeper)
     realtime.attach(app)
     app.on_shutdown.append(_close_sockets)
-    for module in (accounts, users, conversations, maintenance, health, openapi):
+    for module in (accounts, users, conversations, maintenance, health, openapi, console):
         module.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app

@@ -134,6 +134,7 @@ async def _demo_accounts(app: web.Application) -> None:
             [
                 "",
                 "presence is running in EMBEDDED MODE: nothing is persisted, one worker only.",
+                f"  console       {url}/   (sign in with the demo login below)",
                 f"  API           {url}/api   (OpenAPI: {url}/openapi.json)",
                 f"  health        {url}/healthz   metrics: {url}/metrics",
                 f"  admin login   {DEMO_ADMIN_EMAIL} / {password}",
