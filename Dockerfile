@@ -1,8 +1,17 @@
-# Multi-stage: build a wheel with its dependencies, then a slim runtime as a non-root user.
+# Multi-stage: bundle the web console, build a wheel with its dependencies, then a slim runtime
+# as a non-root user.
+FROM node:20-slim AS console
+WORKDIR /src/console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/src ./src
+RUN mkdir -p ../presence/console/static && npm run build
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY presence ./presence
+COPY --from=console /src/presence/console/static/console.js ./presence/console/static/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -44,7 +44,7 @@ services:
 
 ## test: unit, contract, integration and end-to-end tests; starts its own Redis and
 ## MongoDB-compatible servers on free ports
-test: $(STAMP) services
+test: $(STAMP) services console
 	$(BIN)/pytest --ignore=tests/fault $(PYTEST_ARGS)
 
 ## test-fault: the fault and abuse suite (about 5 minutes); regenerates docs/RELIABILITY.md

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real servers and clients the tests need are installed: redis-server (Debian
-# package), the npm socket.io-client, and a MongoDB-compatible server (a mongod on PATH, else
-# FerretDB built from source into .cache/).
+# package), Chromium, the npm socket.io-client and playwright-core, and a MongoDB-compatible
+# server (a mongod on PATH, else FerretDB built from source into .cache/).
 # Idempotent: a warm machine skips everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,8 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Headless Chromium for the console's browser test (driven by playwright-core).
+[ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test-services: installing ${missing[*]}" >&2
@@ -48,10 +50,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# The stock JavaScript socket.io-client for the interop tests, from the committed lock file.
-# The same for the benchmarks' connection clients.
+# The stock JavaScript socket.io-client (and playwright-core) for the interop and browser
+# tests, from the committed lock files; the same for the benchmarks' connection clients.
 for dir in tests/js bench/js; do
-  if [ ! -d "$dir/node_modules/socket.io-client" ]; then
+  if [ ! -d "$dir/node_modules/socket.io-client" ] \
+    || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     command -v npm >/dev/null 2>&1 || { echo "test-services: npm is missing (Node.js 20)" >&2; exit 1; }
     (cd "$dir" && npm ci --no-audit --no-fund --silent)
   fi
