@@ -18,7 +18,7 @@ from presence.auth.passwords import Passwords
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.config import ConfigError, Settings, load_settings
-from presence.domain import DomainError, Role
+from presence.domain import DomainError, Principal, Role, SubjectKind, SubjectRef
 from presence.logs import configure_logging
 from presence.store.base import StoreError
 from presence.store.mongo import MongoStore
@@ -123,18 +123,21 @@ async def _demo_accounts(app: web.Application) -> None:
     """Embedded mode: an admin and a demo user, printed for copy-paste."""
     c = app[COMPONENTS]
     password = secrets.token_urlsafe(9)
-    await c.accounts.create_user(
+    admin = await c.accounts.create_user(
         username="admin", email=DEMO_ADMIN_EMAIL, password=password, role=Role.ADMIN
     )
     admin_token = await c.accounts.token_for(DEMO_ADMIN_EMAIL)
     demo = await c.accounts.register(username="demo", email=DEMO_USER_EMAIL, password=password)
+    # One shared conversation, so two tabs signed in as admin and demo see each other.
+    owner = Principal(SubjectRef(SubjectKind.USER, admin.id), admin.username, Role.ADMIN)
+    await c.conversations.create(owner, "Welcome", [demo.user.id])
     url = f"http://localhost:{c.settings.port}"
     print(
         "\n".join(
             [
                 "",
                 "presence is running in EMBEDDED MODE: nothing is persisted, one worker only.",
-                f"  console       {url}/   (sign in with the demo login below)",
+                f"  console       {url}/   (sign in as demo in one tab, admin in another)",
                 f"  API           {url}/api   (OpenAPI: {url}/openapi.json)",
                 f"  health        {url}/healthz   metrics: {url}/metrics",
                 f"  admin login   {DEMO_ADMIN_EMAIL} / {password}",

@@ -32,6 +32,16 @@ def test_embedded_mode_serves_within_seconds_without_services(tmp_path: Path) ->
         )
         assert status == 200
         assert body["data"]["totalUsers"] == 2
+        # The console and the demo conversation its printed logins share.
+        assert f"console       http://localhost:{worker.port}/" in out
+        status, body = http(
+            "GET",
+            worker.url + "/api/conversations",
+            headers={"Authorization": f"Bearer {token.group(1)}"},
+        )
+        assert status == 200 and [c["title"] for c in body["data"]] == ["Welcome"]
+        status, page = http("GET", worker.url + "/")
+        assert status == 200 and "presence console" in str(page)
         status, body = http("GET", worker.url + "/readyz")
         assert status == 200
     finally:
