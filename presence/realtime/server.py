@@ -70,6 +70,12 @@ class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
 STOP_WAIT_S = 2.0
 
 
+# What python-socketio raises on a packet it cannot decode or dispatch: bad JSON, JSON nested
+# past the recursion limit, an event whose data is not a list (``42null``), an empty event.
+# Handlers themselves run as tasks, so their errors never arrive here.
+_MALFORMED = (ValueError, RecursionError, TypeError, IndexError, KeyError, AttributeError)
+
+
 class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
     """Refuses binary attachments and malformed packets by dropping the socket: one socket
     declaring many attachments could otherwise grow a worker by hundreds of MiB."""
@@ -83,7 +89,7 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
-        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+        except _MALFORMED:
             self.on_bad_packet("malformed")
             await self.eio.disconnect(eio_sid)
 

@@ -257,9 +257,9 @@ def frames() -> st.SearchStrategy[str | bytes]:
         nested,
         st.text(max_size=200),
         st.binary(max_size=200),
-        st.just("2"),
+        # Shapes found by earlier runs, kept so every run sends them: data that is not a list.
+        st.sampled_from(["42null", "42[]", "42{}", '42"x"', "42[1]", "431null", "4", "2", "6"]),
         st.just("3probe"),
-        st.just("6"),
     )
 
 

@@ -118,7 +118,7 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
     row.done = (
         "4 workers (w3 holds the watcher); 15 socket subjects and 10 REST subjects (heartbeat"
         " every 0.5 s) on w0, w1, w2; each of w0, w1, w2 in turn drained, SIGTERMed, restarted with"
-        " the same id, 1 s apart"
+        " the same id, 1 s apart; then w3, with a second watcher listening on w0"
     )
     row.checked = (
         "no offline/online broadcast for a subject whose tab reopened within the grace period;"
@@ -161,6 +161,14 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
         await asyncio.to_thread(stack.start_worker, name)
         await asyncio.sleep(1)
     await asyncio.sleep(GRACE_S + 1)
+    # Last the watcher's own worker, while a second watcher listens on a restarted one.
+    relay = Listener("observer-relay")
+    await relay.connect(stack.workers["w0"].url, auth={"token": observer.token})
+    await relay.wait_for("presence:snapshot")
+    relay_from = len(relay.events("user:status"))
+    shutdowns.append(await asyncio.to_thread(stack.terminate, "w3"))
+    await asyncio.to_thread(stack.start_worker, "w3")
+    await asyncio.sleep(GRACE_S + 1)
     row.measure("graceful shutdowns took " + ", ".join(f"{s:.1f}" for s in shutdowns) + " s")
     gaps = [g for s in sockets for g in truth.gaps(s.id)]
     row.measure(
@@ -169,6 +177,7 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
     )
     assert gaps and max(gaps) < GRACE_S
     flapped = watcher.events("user:status")[statuses_before:]
+    flapped += relay.events("user:status")[relay_from:]
     row.measure(f"{len(flapped)} user:status broadcasts during the roll")
     assert flapped == []
     assert await all_online()
