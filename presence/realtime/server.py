@@ -93,6 +93,15 @@ class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]
             self.on_bad_packet("malformed")
             await self.eio.disconnect(eio_sid)
 
+    async def _handle_event(self, eio_sid: str, namespace: str, id: Any, data: Any) -> None:
+        # An event is ``[name, ...args]`` with a string name; anything else (``42null``, a list
+        # as the name) would fail later inside a handler task, as an unretrieved exception.
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            self.on_bad_packet("malformed")
+            await self.eio.disconnect(eio_sid)
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
 
 @dataclass(slots=True)
 class LocalConnection:
