@@ -11,6 +11,7 @@ import pytest
 
 from tests.fault.report import Row, save
 from tests.fault.stack import Stack, start_stack
+from tests.fault.truth import RestLoad, Tab
 from tests.support.sio import Listener
 
 _ROWS: list[Row] = []
@@ -61,6 +62,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 async def close_socket_clients() -> AsyncIterator[None]:
+    """Stop the load and close the clients a test started, also when it failed halfway."""
     yield
+    while Tab.running:
+        await Tab.running.pop().stop()
+    while RestLoad.running:
+        await RestLoad.running.pop().stop()
     while Listener.opened:
         await Listener.opened.pop().close()

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import socketio
@@ -86,6 +86,9 @@ class RestLoad:
     """Each subject sends ``POST /api/presence/heartbeat`` every ``period_s`` (± 20 %) to the
     live workers in turn."""
 
+    # Every load of the running test, so teardown stops what a failed test left running.
+    running: ClassVar[list[RestLoad]] = []
+
     def __init__(
         self, subjects: list[Account], urls: Callable[[], list[str]], truth: Truth, period_s: float
     ) -> None:
@@ -97,6 +100,7 @@ class RestLoad:
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
+        RestLoad.running.append(self)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         self._tasks = [
             asyncio.create_task(self._run(index, subject))
@@ -133,6 +137,8 @@ class RestLoad:
 class Tab:
     """One browser tab of a subject: a socket that reopens on another worker when dropped."""
 
+    running: ClassVar[list[Tab]] = []
+
     def __init__(
         self,
         subject: Account,
@@ -151,6 +157,7 @@ class Tab:
         self.client: socketio.AsyncClient | None = None
 
     def start(self) -> None:
+        Tab.running.append(self)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -187,10 +194,13 @@ class Tab:
     async def stop(self) -> None:
         self._stopping = True
         if self.client is not None and self.client.connected:
-            await self.client.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.disconnect(), timeout=2)
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(self._task, timeout=10)
+        if self.client is not None:
+            await _close(self.client)
 
 
 def _set(event: asyncio.Event, *_: object) -> None:
