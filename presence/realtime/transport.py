@@ -21,7 +21,7 @@ from engineio import packet
 from engineio.async_drivers.aiohttp import WebSocket
 
 # What a malformed Engine.IO packet raises while being decoded (empty, a non-digit type,
-# JSON nested past the recursion limit).
+# JSON nested past the recursion limit); a type past the known ones is refused too.
 _DECODE_ERRORS = (ValueError, RecursionError, IndexError, TypeError)
 
 SEND_BUFFER_BYTES = 64 * 1024
@@ -48,7 +48,9 @@ class UncompressedWebSocket(WebSocket):  # type: ignore[misc]
         instead, which takes Engine.IO's normal close path."""
         data = await super().wait()
         try:
-            packet.Packet(encoded_packet=data)
+            decoded = packet.Packet(encoded_packet=data)
+            if not 0 <= decoded.packet_type < len(packet.packet_names):
+                raise ValueError("unknown Engine.IO packet type")
         except _DECODE_ERRORS:
             report = getattr(self.server, "on_bad_frame", None)
             if report is not None:
