@@ -85,6 +85,7 @@ def test_console_shows_presence_live_in_a_real_browser(cluster: Topology) -> Non
     )
     steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     assert run.returncode == 0, (steps, run.stderr[-2000:])
+    print("console steps:", json.dumps(steps))
     names = [s["step"] for s in steps]
     assert names == [
         "B sees A offline",
