@@ -22,9 +22,10 @@ WINDOW_MS = 60_000
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """Who is trying: the client's address and, when the attempt names one, the account."""
+    """Who is trying: the client's address and, when the attempt names one, the account. A
+    check looks at whichever of the two is given."""
 
-    address: str
+    address: str | None = None
     account: str | None = None
 
 
@@ -36,14 +37,18 @@ class AttemptLimiter:
     def __init__(self, redis: Redis, keys: Keys, *, per_address: int, per_account: int) -> None:
         self._redis = redis
         self._keys = keys
-        self._limits = {"address": per_address, "account": per_account}
+        self._per_address = per_address
+        self._per_account = per_account
 
     def _counters(self, attempt: Attempt) -> list[tuple[str, int]]:
+        """(key, limit) of each counter the attempt names."""
         counters = []
-        if attempt.address:
-            counters.append((self._keys.auth_failures("address", _digest(attempt.address)), 0))
-        if attempt.account:
-            counters.append((self._keys.auth_failures("account", _digest(attempt.account)), 1))
+        if attempt.address is not None:
+            key = self._keys.auth_failures("address", _digest(attempt.address))
+            counters.append((key, self._per_address))
+        if attempt.account is not None:
+            key = self._keys.auth_failures("account", _digest(attempt.account))
+            counters.append((key, self._per_account))
         return counters
 
     async def check(self, attempt: Attempt) -> None:
@@ -55,10 +60,9 @@ class AttemptLimiter:
             pipe.get(key)
             pipe.pttl(key)
         replies = await pipe.execute()
-        limits = [self._limits["address"], self._limits["account"]]
-        for index, (_, which) in enumerate(counters):
+        for index, (_, limit) in enumerate(counters):
             count, ttl_ms = replies[2 * index], replies[2 * index + 1]
-            if count is not None and int(count) >= limits[which]:
+            if count is not None and int(count) >= limit:
                 retry_after_s = max(ttl_ms, 0) / 1000 if ttl_ms and ttl_ms > 0 else 1.0
                 raise TooManyAttempts("too many failed attempts, try again later", retry_after_s)
 

@@ -261,19 +261,21 @@ class RealtimeServer:
         """The address is checked before the credentials; the account a refused token claims
         only after the refusal: a valid token is never a guess, so forged tokens naming
         someone cannot lock that person out."""
-        account = None if credentials.token is None else claimed_subject(credentials.token)
-        attempt = Attempt(address, None if account is None else f"user:{account}")
-        await self._attempts.check(Attempt(address))
+        await self._attempts.check(Attempt(address=address))
         try:
             if credentials.token is not None:
                 return await self._auth.from_jwt(credentials.token)
             assert credentials.session_token is not None
             return await self._auth.from_session_token(credentials.session_token)
         except AuthError:
+            # Only a refused token is read for the account it claims (unverified).
+            claimed = None if credentials.token is None else claimed_subject(credentials.token)
+            account = None if claimed is None else f"user:{claimed}"
             try:
-                await self._attempts.check(Attempt("", attempt.account))
+                if account is not None:
+                    await self._attempts.check(Attempt(account=account))
             finally:
-                await self._attempts.failed(attempt)
+                await self._attempts.failed(Attempt(address, account))
             raise
 
     async def _admit_and_greet(

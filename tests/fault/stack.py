@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
@@ -118,22 +119,7 @@ class Stack:
         return {str(doc["_id"]): doc for doc in found}
 
     async def metric(self, url: str, name: str, **labels: str) -> float:
-        """One sample of a worker's ``/metrics`` (0 when absent)."""
-        async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
-            text = await resp.text()
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("#") or not line.startswith(name):
-                continue
-            series, _, value = line.rpartition(" ")
-            metric_name, _, rest = series.partition("{")
-            if metric_name != name:
-                continue
-            present = rest.rstrip("}")
-            if all(pair in present.split(",") for pair in want.split(",") if pair):
-                total += float(value)
-        return total
+        return await scrape(url, name, **labels)
 
     async def readiness(self, url: str) -> int:
         try:
@@ -158,3 +144,16 @@ def start_stack(log_dir: Path, **settings: str) -> Stack:
     mongo.start()
     extra = {f"PRESENCE_{k.upper()}": v for k, v in settings.items()}
     return Stack(log_dir, redis, mongo, extra)
+
+
+async def scrape(url: str, name: str, **labels: str) -> float:
+    """The sum of one series of a worker's ``/metrics`` over the label sets matching ``labels``
+    (0 when absent), parsed by prometheus_client's own parser."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

@@ -22,7 +22,7 @@ import socketio
 from tests.conftest import JWT_SECRET
 from tests.fault.report import Row
 from tests.fault.sideeffects import Watch
-from tests.fault.stack import Stack
+from tests.fault.stack import Stack, scrape
 from tests.support.accounts import call, conversation, register
 from tests.support.sio import Listener
 
@@ -107,16 +107,6 @@ async def raw_call(url: str, headers: dict[str, str]) -> tuple[int, Any]:
         return 0, {"error": {"code": "not sendable"}}
 
 
-async def open_sockets(url: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith("presence_connections ")
-    )
-
-
 async def refused_everywhere(
     url: str, credential: Any, *, header: str, auth_key: str
 ) -> tuple[int, Any, Any, Any]:
@@ -147,7 +137,9 @@ async def refused_everywhere(
     else:
         # Past the 16 KiB message limit the worker closes the websocket without an answer
         # (the client learns at its next ping): the worker must hold no socket any more.
-        assert await open_sockets(url) == 0, f"late authenticate unanswered: {credential!r:.40}"
+        assert await scrape(url, "presence_connections") == 0, (
+            f"late authenticate unanswered: {credential!r:.40}"
+        )
         late_code = "dropped"
     assert late.events("authenticated") == []
     await late.close()

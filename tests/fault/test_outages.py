@@ -35,7 +35,7 @@ def epoch(value: Any) -> float | None:
     return moment.timestamp()
 
 
-async def expected_state(truth: Truth, subject: Account, now: float) -> bool | None:
+def expected_state(truth: Truth, subject: Account, now: float) -> bool | None:
     """Online per the truth, or None when the subject sits on a timer's boundary."""
     if truth.connected(subject.id):
         return True
@@ -58,7 +58,7 @@ async def mismatches(
     now = time.time()
     wrong = []
     for subject in subjects:
-        expected = await expected_state(truth, subject, now)
+        expected = expected_state(truth, subject, now)
         actual = seen[subject.id]["isOnline"]
         if expected is not None and actual != expected:
             wrong.append(f"{subject.name}: {actual} (truth {expected})")
