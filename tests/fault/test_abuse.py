@@ -160,10 +160,9 @@ async def assert_refused_without_trace(
     await asyncio.sleep(2.5)  # past the throttle window, so nothing pending remains
     async with Watch(stack) as watch:
         outcomes = {name: await attempt(credential) for name, credential in attempts.items()}
-    for name, (status, rest_code, connect_code, late_code) in outcomes.items():
+    for name, (status, rest_code, connect_code, _) in outcomes.items():
         assert status in (401, 400, 0), (name, status, rest_code)
         assert connect_code not in ("ACCEPTED", None), (name, connect_code)
-        assert late_code not in (None,), name
     writes = watch.presence_writes()
     changed = await watch.database_changes()
     row.measure(

@@ -98,12 +98,10 @@ async def test_kill_9_of_a_worker_during_a_connect_storm(stack: Stack, row: Row)
     seen = await presence_view(stack.urls()[0], observer, everyone)
     assert all(seen[s.id]["isOnline"] for s in everyone)
     on_w0 = {s.subject for s in truth.sessions if s.url == stack.workers["w0"].url}
-    reopened = sum(1 for s in truth.sessions if s.url != stack.workers["w0"].url) - len(tabs)
     row.measure(
         f"{len(on_w0)} subjects had a socket on w0; {open_sessions} of {len(tabs)} tabs open"
         f" on live workers afterwards ({truth.refused_connects} connects refused mid-crash)"
     )
-    assert reopened >= 0
     flaps = [s.name for s in multi if offline_heard(watcher, s)]
     assert flaps == [], f"offline broadcast for subjects with another tab: {flaps}"
     singles_flapped = [s.name for s in single if offline_heard(watcher, s)]
