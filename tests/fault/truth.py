@@ -123,6 +123,9 @@ class RestLoad:
                         record.status = resp.status
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     record.error = type(exc).__name__
+                except asyncio.CancelledError:
+                    record.error = CANCELLED  # in flight when the load stopped: no verdict
+                    raise
                 record.answered = time.time()
             await asyncio.sleep(self._period_s * random.uniform(0.8, 1.2))
 
