@@ -32,11 +32,11 @@ presence/console/static/console.js: console/src/console.js console/package-lock.
 ## cluster: WORKERS (3) workers, Redis, MongoDB-compatible server and nginx on PORT (3000)
 cluster: $(STAMP) services
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; fi
-	$(BIN)/python scripts/cluster.py start
+	$(BIN)/python -m scripts.cluster start
 
 ## cluster-stop: stop what `make cluster` started
 cluster-stop:
-	$(BIN)/python scripts/cluster.py stop
+	$(BIN)/python -m scripts.cluster stop
 
 ## services: install redis-server and build FerretDB when no mongod is on PATH (cached)
 services:
@@ -66,14 +66,14 @@ test-unit: $(STAMP)
 
 ## lint: ruff, ruff format --check, mypy --strict, import-linter layers
 lint: $(STAMP)
-	$(BIN)/ruff check presence tests scripts bench
-	$(BIN)/ruff format --check presence tests scripts bench
+	$(BIN)/ruff check presence tests scripts bench devstack
+	$(BIN)/ruff format --check presence tests scripts bench devstack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix presence tests scripts bench
-	$(BIN)/ruff format presence tests scripts bench
+	$(BIN)/ruff check --fix presence tests scripts bench devstack
+	$(BIN)/ruff format presence tests scripts bench devstack
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

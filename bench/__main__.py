@@ -16,6 +16,7 @@ from types import ModuleType
 
 from bench import report
 from bench.harness import ROOT, start_stack
+from devstack import leaks
 
 ALL = [
     "b01_rest_overhead",
@@ -58,6 +59,7 @@ def main() -> int:
     modules = [_module(n) for n in names]
     stamp = time.strftime("%Y%m%dT%H%M%S")
     run_dir = ROOT / ".run" / "bench" / stamp / "work"
+    mark = leaks.mark_this_run()
     stack = start_stack(run_dir)
     failed: list[str] = []
     try:
@@ -85,6 +87,8 @@ def main() -> int:
             print(f"  → {path.relative_to(ROOT)} in {result.duration_s:.0f} s", flush=True)
     finally:
         stack.close()
+        # A benchmark that leaves a process running would skew the next one's numbers.
+        failed += [f"left running: pid {s.pid} {s.command}" for s in leaks.reap(mark)]
     print(f"bench: {report.write_markdown().relative_to(ROOT)} updated")
     for failure in failed:
         print(f"bench: FAILED {failure}", file=sys.stderr)

@@ -27,20 +27,14 @@ from typing import Any
 import redis
 from pymongo import AsyncMongoClient, MongoClient
 
+from devstack.balancer import nginx_config
+from devstack.database import DatabaseHost, mongo_url_of
+from devstack.servers import Server, free_port, redis_server, redis_url_of, wait_for_port
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
 from presence.keys import ACTIVITY
 from presence.store.mongo import MongoStore
-from tests.support.servers import (
-    Server,
-    free_port,
-    mongo_server,
-    mongo_url_of,
-    redis_server,
-    redis_url_of,
-    wait_for_port,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Source addresses for load through the address-sticky load balancer: enough of them that
@@ -127,6 +121,7 @@ class Stack:
     run_dir: Path
     redis_server: Server
     mongo_server: Server
+    database: DatabaseHost
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     workers: list[Worker] = field(default_factory=list)
     nginx: subprocess.Popen[bytes] | None = None
@@ -203,8 +198,6 @@ class Stack:
 
     def start_nginx(self, workers: list[Worker]) -> str:
         """The deployment's load balancer (address-sticky) in front of ``workers``."""
-        from scripts.cluster import nginx_config
-
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         port = free_port()
         conf_dir = self.run_dir / f"nginx-{port}"
@@ -231,6 +224,7 @@ class Stack:
         self.stop_workers()
         self.redis_server.cleanup()
         self.mongo_server.cleanup()
+        self.database.stop()
 
     # -- counters ----------------------------------------------------------------------------
 
@@ -407,14 +401,21 @@ def script_sha(source: str) -> str:
 def start_stack(run_dir: Path) -> Stack:
     run_dir.mkdir(parents=True, exist_ok=True)
     raise_open_files_limit()
+    database = DatabaseHost(prefix=taskset(LOAD_CPU))
+    database.start()
     redis_srv = redis_server()
-    mongo_srv = mongo_server()
-    for server in (redis_srv, mongo_srv):
-        server.log_path = run_dir / server.log_path.name
-        server.argv = [*taskset(LOAD_CPU), *server.argv]
-        server.start()
-        wait_for_port(server.port)
-    return Stack(run_dir, redis_srv, mongo_srv)
+    mongo_srv = database.mongo_server()
+    try:
+        for server in (redis_srv, mongo_srv):
+            server.log_path = run_dir / server.log_path.name
+            server.argv = [*taskset(LOAD_CPU), *server.argv]
+            server.start()
+    except BaseException:
+        for server in (redis_srv, mongo_srv):
+            server.cleanup()
+        database.stop()
+        raise
+    return Stack(run_dir, redis_srv, mongo_srv, database)
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

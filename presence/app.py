@@ -87,7 +87,9 @@ def create_app(
         if settings.mongo_url is None:
             store = MemoryStore()
         else:
-            store = MongoStore.from_url(settings.mongo_url, settings.mongo_db)
+            store = MongoStore.from_url(
+                settings.mongo_url, settings.mongo_db, max_batch=settings.mongo_max_batch
+            )
     # Embedded mode without a configured secret: tokens live as long as the process anyway.
     secret = settings.jwt_secret or secrets.token_urlsafe(48)
     codec = JwtCodec(secret, settings.jwt_ttl_s, clock)

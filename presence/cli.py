@@ -80,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _account_command(args: argparse.Namespace, settings: Settings) -> int:
     assert settings.mongo_url is not None
-    store = MongoStore.from_url(settings.mongo_url, settings.mongo_db)
+    store = MongoStore.from_url(
+        settings.mongo_url, settings.mongo_db, max_batch=settings.mongo_max_batch
+    )
     try:
         await store.ensure_indexes()
         clock = SystemClock()

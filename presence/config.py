@@ -30,6 +30,9 @@ class Settings:
     redis_url: str | None = None
     mongo_url: str | None = None
     mongo_db: str = "presence"
+    # Operations in one bulk call. Small bulks keep each round trip short; some MongoDB-compatible
+    # servers (FerretDB) hang on a bulk larger than their connection pool.
+    mongo_max_batch: int = 100
     jwt_secret: str = field(default="", repr=False)
     jwt_ttl_s: float = 86400.0
     throttle_interval_s: float = 60.0
@@ -127,6 +130,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         mongo_url=mongo_url,
         mongo_db=reader.name("PRESENCE_MONGO_DB", "presence"),
+        mongo_max_batch=reader.integer("PRESENCE_MONGO_MAX_BATCH", 100, low=1, high=100_000),
         jwt_secret=jwt_secret,
         jwt_ttl_s=reader.duration("PRESENCE_JWT_TTL_S", 86400),
         throttle_interval_s=reader.duration("PRESENCE_THROTTLE_INTERVAL_S", 60),

@@ -3,7 +3,8 @@ MongoDB-compatible server (a local mongod, else the FerretDB build the tests use
 front. ``make cluster`` starts it (``WORKERS=n``, ``PORT=p``), ``make cluster-stop`` stops it;
 everything it runs logs into one folder (``.run/cluster/`` by default).
 
-The end-to-end tests start the very same topology through :func:`start`.
+The end-to-end tests start the very same topology through :func:`start`. Every command it runs
+is checked: a failure prints that command and its output, and stops what was already started.
 """
 
 from __future__ import annotations
@@ -20,17 +21,9 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.support.servers import (  # noqa: E402 - needs the repository on sys.path
-    free_port,
-    mongo_server,
-    mongo_url_of,
-    redis_server,
-    redis_url_of,
-    wait_for_port,
-)
+from devstack.balancer import nginx_config
+from devstack.database import DatabaseHost, mongo_url_of
+from devstack.servers import RUN_DIR, free_port, redis_server, redis_url_of, wait_for_port
 
 ADMIN_EMAIL = "admin@cluster.local"
 
@@ -46,6 +39,7 @@ class Topology:
     worker_ports: list[int]
     pids: dict[str, int] = field(default_factory=dict)
     mongo_debug_port: int | None = None
+    postgres_dir: str | None = None
     admin_token: str = ""
     # The processes, when this Python process started them (not saved).
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -87,49 +81,93 @@ def _spawn(
         )
 
 
-def nginx_config(run_dir: Path, port: int, worker_ports: list[int]) -> str:
-    template = (ROOT / "deploy" / "nginx.conf.template").read_text()
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in worker_ports
-    )
-    return (
-        template.replace("{{run_dir}}", str(run_dir))
-        .replace("{{listen}}", f"127.0.0.1:{port}")
-        .replace("{{servers}}", servers)
-    )
+class CommandFailed(RuntimeError):
+    """A command of the topology failed; the message holds the command and its output."""
+
+
+def _checked(argv: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    try:
+        done = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"cluster: {' '.join(argv)} timed out after {timeout} s") from exc
+    if done.returncode != 0:
+        raise CommandFailed(
+            f"cluster: {' '.join(argv)} exited {done.returncode}\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def _wait_for(port: int, what: str, log: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            wait_for_port(port, timeout_s=0.5)
+            return
+        except RuntimeError:
+            continue
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise CommandFailed(f"cluster: {what} is not listening on {port}\n{tail}")
 
 
 def start(
     run_dir: Path, workers: int = 3, port: int = 3000, worker_settings: dict[str, str] | None = None
 ) -> Topology:
+    """Start the topology; when a step fails, everything started so far is stopped first."""
     run_dir.mkdir(parents=True, exist_ok=True)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise SystemExit("cluster: nginx is not installed (apt-get install nginx)")
-    redis = redis_server()
-    mongo = mongo_server()
-    for server in (redis, mongo):
-        server.log_path = run_dir / server.log_path.name
-        server.process = _spawn(server.argv, server.log_path, cwd=server.workdir)
-        wait_for_port(server.port)
+    database = DatabaseHost(run_dir / "postgres")
     topology = Topology(
         run_dir=str(run_dir),
         port=port,
         jwt_secret=secrets.token_urlsafe(48),
-        redis_url=redis_url_of(redis),
-        mongo_url=mongo_url_of(mongo),
+        redis_url="",
+        mongo_url="",
         mongo_db="presence",
         worker_ports=[free_port() for _ in range(workers)],
-        mongo_debug_port=mongo.extra_ports.get("debug"),
     )
-    assert redis.process is not None
-    assert mongo.process is not None
-    topology.pids["redis"] = redis.process.pid
-    topology.pids["mongo"] = mongo.process.pid
-    topology.processes.update(redis=redis.process, mongo=mongo.process)
+    try:
+        _start_all(topology, database, nginx, worker_settings or {})
+    except BaseException:
+        stop(run_dir, topology)
+        raise
+    return topology
+
+
+def _start_all(
+    topology: Topology, database: DatabaseHost, nginx: str, worker_settings: dict[str, str]
+) -> None:
+    run_dir = Path(topology.run_dir)
+    # The state file is written before each process starts, so a stop after any failure (or
+    # a `make cluster-stop` after a crash of this script) finds every pid.
+    database.start()
+    if database.postgres is not None:
+        topology.postgres_dir = str(database.postgres.folder)
+        topology.pids.update(database.pids)
+        assert database.postgres.process is not None
+        topology.processes["postgres"] = database.postgres.process
+        topology.save()
+    redis = redis_server()
+    mongo = database.mongo_server(detach=True)
+    redis.detach = True
+    for name, server in (("redis", redis), ("mongo", mongo)):
+        server.log_path = run_dir / server.log_path.name
+        server.start()
+        assert server.process is not None
+        topology.pids[name] = server.process.pid
+        topology.processes[name] = server.process
+        topology.save()
+    topology.redis_url = redis_url_of(redis)
+    topology.mongo_url = mongo_url_of(mongo)
+    topology.mongo_debug_port = mongo.extra_ports.get("debug")
     topology.save()
     for index, worker_port in enumerate(topology.worker_ports):
-        env = topology.worker_env({"PRESENCE_PORT": str(worker_port), **(worker_settings or {})})
+        env = topology.worker_env({"PRESENCE_PORT": str(worker_port), **worker_settings})
         name = f"worker-{index}"
         process = _spawn(
             [sys.executable, "-m", "presence", "serve", "--worker-id", name],
@@ -138,56 +176,38 @@ def start(
         )
         topology.pids[name] = process.pid
         topology.processes[name] = process
-    for worker_port in topology.worker_ports:
-        wait_for_port(worker_port)
+        topology.save()
+    for index, worker_port in enumerate(topology.worker_ports):
+        name = f"worker-{index}"
+        _wait_for(worker_port, name, run_dir / f"{name}.log", topology.processes[name])
     conf = run_dir / "nginx.conf"
-    conf.write_text(nginx_config(run_dir, port, topology.worker_ports))
-    subprocess.run(
-        [nginx, "-t", "-c", str(conf), "-p", str(run_dir)], check=True, capture_output=True
-    )
+    conf.write_text(nginx_config(run_dir, topology.port, topology.worker_ports))
+    _checked([nginx, "-t", "-c", str(conf), "-p", str(run_dir)])
     nginx_process = _spawn(
         [nginx, "-c", str(conf), "-p", str(run_dir), "-g", "daemon off;"],
         run_dir / "nginx.log",
     )
     topology.pids["nginx"] = nginx_process.pid
     topology.processes["nginx"] = nginx_process
-    wait_for_port(port)
+    topology.save()
+    _wait_for(topology.port, "nginx", run_dir / "nginx.log", nginx_process)
     topology.admin_token = _admin_token(topology)
     topology.save()
-    return topology
 
 
 def _admin_token(topology: Topology) -> str:
     env = topology.worker_env()
     cli = [sys.executable, "-m", "presence"]
     password = secrets.token_urlsafe(12)
-    subprocess.run(
-        [
-            *cli,
-            "user",
-            "create",
-            "--email",
-            ADMIN_EMAIL,
-            "--password",
-            password,
-            "--username",
-            "admin",
-            "--admin",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # already there after a restart: then only the token is new
-    token = subprocess.run(
-        [*cli, "token", "--email", ADMIN_EMAIL],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return token.stdout.strip()
+    create = [*cli, "user", "create", "--email", ADMIN_EMAIL, "--password", password,
+              "--username", "admin", "--admin"]  # fmt: skip
+    try:
+        _checked(create, env)
+    except CommandFailed as exc:
+        # After a restart over the same database the admin exists: only the token is new.
+        if "already registered" not in str(exc):
+            raise
+    return _checked([*cli, "token", "--email", ADMIN_EMAIL], env).strip()
 
 
 def _gone(pid: int) -> bool:
@@ -203,39 +223,53 @@ def _gone(pid: int) -> bool:
     return False
 
 
+# Load balancer first, then workers (graceful), then the stores; PostgreSQL stops on SIGINT
+# (its fast shutdown) once FerretDB is gone.
+_STOP_SIGNAL = {"postgres": signal.SIGINT}
+
+
+def _stop_one(name: str, pid: int, process: subprocess.Popen[bytes] | None) -> None:
+    sig = _STOP_SIGNAL.get(name, signal.SIGTERM)
+    if process is not None:
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 15
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+
+
 def stop(run_dir: Path, topology: Topology | None = None) -> None:
     state = run_dir / "state.json"
-    if not state.exists():
+    if topology is not None:
+        pids = dict(topology.pids)
+        postgres_dir = topology.postgres_dir
+    elif state.exists():
+        saved = json.loads(state.read_text())
+        pids, postgres_dir = saved["pids"], saved.get("postgres_dir")
+    else:
         print(f"cluster: nothing running in {run_dir}")
         return
-    pids: dict[str, int] = json.loads(state.read_text())["pids"]
     processes = topology.processes if topology is not None else {}
-    # Load balancer first, then workers (graceful: SIGTERM), then the stores.
-    order = ["nginx", *sorted(k for k in pids if k.startswith("worker")), "redis", "mongo"]
-    for name in order:
-        pid = pids.get(name)
-        if pid is None:
-            continue
-        if name in processes:
-            process = processes[name]
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 15
-        while not _gone(pid):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.05)
-    state.unlink()
+    workers = sorted(k for k in pids if k.startswith("worker"))
+    for name in ["nginx", *workers, "redis", "mongo", "postgres"]:
+        if name in pids:
+            _stop_one(name, pids[name], processes.get(name))
+    if postgres_dir is not None:
+        shutil.rmtree(postgres_dir, ignore_errors=True)
+    state.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -243,14 +277,18 @@ def main() -> int:
     parser.add_argument("command", choices=["start", "stop"])
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "3")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
-    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "cluster")
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR / "cluster")
     args = parser.parse_args()
     if args.command == "stop":
         stop(args.run_dir)
         return 0
     if (args.run_dir / "state.json").exists():
         stop(args.run_dir)
-    topology = start(args.run_dir, args.workers, args.port)
+    try:
+        topology = start(args.run_dir, args.workers, args.port)
+    except CommandFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     print(
         "\n".join(
             [

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the real servers and clients the tests need are installed: redis-server (Debian
 # package), Chromium, the npm socket.io-client and playwright-core, and a MongoDB-compatible
-# server (a mongod on PATH, else FerretDB built from source into .cache/).
+# server (a mongod on PATH, else FerretDB built from source into .cache/, run by the tests on a
+# private PostgreSQL cluster of Debian's postgresql package).
 # Idempotent: a warm machine skips everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,12 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# PostgreSQL under FerretDB (not needed when a mongod is on PATH): the server binaries and the
+# postgres user it runs as.
+if ! command -v mongod >/dev/null 2>&1; then
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && id postgres >/dev/null 2>&1 \
+    || missing+=(postgresql)
+fi
 # Headless Chromium for the console's browser test (driven by playwright-core).
 [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -41,7 +48,8 @@ if [ ${#missing[@]} -gt 0 ]; then
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-    for service in nginx prometheus prometheus-node-exporter; do
+    # postgresql's package also creates and starts a cluster on 5432; the tests run their own.
+    for service in nginx prometheus prometheus-node-exporter postgresql; do
       (service "$service" stop || true) >/dev/null 2>&1
     done
   else

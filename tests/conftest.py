@@ -1,4 +1,5 @@
-"""Session-wide real servers and per-test isolation (a Redis key prefix and a database each)."""
+"""Session-wide real servers and per-test isolation (a Redis key prefix and a database each),
+and the check that a run leaves no process behind."""
 
 from __future__ import annotations
 
@@ -10,17 +11,48 @@ import pytest
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from devstack import leaks
+from devstack.database import DatabaseHost, mongo_url_of
+from devstack.servers import env_or_none, redis_server, redis_url_of
 from presence.config import Settings, load_settings
 from tests.support.cluster import Cluster, start_cluster
-from tests.support.servers import (
-    env_or_none,
-    mongo_server,
-    mongo_url_of,
-    redis_server,
-    redis_url_of,
-)
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+_RUN_MARK = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RUN_MARK] = leaks.mark_this_run()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run when a process it started outlived it (every fixture is torn down by now)."""
+    mark = session.config.stash.get(_RUN_MARK, None)
+    if mark is None:
+        return
+    left = leaks.reap(mark)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  pid {s.pid}: {s.command}" for s in left]
+    message = "\n".join(["\nprocesses started by this run outlived it (now killed):", *lines])
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def database_host() -> Iterator[DatabaseHost]:
+    """mongod from PATH, else one PostgreSQL cluster for FerretDB servers, for the session."""
+    host = DatabaseHost()
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +70,13 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mongo_url() -> Iterator[str]:
+def mongo_url(request: pytest.FixtureRequest) -> Iterator[str]:
     given = env_or_none("PRESENCE_TEST_MONGO_URL")
     if given is not None:
         yield given
         return
-    server = mongo_server()
+    host: DatabaseHost = request.getfixturevalue("database_host")
+    server = host.mongo_server()
     server.start()
     try:
         yield mongo_url_of(server)

@@ -83,8 +83,13 @@ def _presence_fields() -> dict[str, Any]:
 
 
 class MongoStore:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._client = client
+        self._max_batch = max_batch
         db = client[database]
         self._users: AsyncCollection[dict[str, Any]] = db["users"]
         self._participants: AsyncCollection[dict[str, Any]] = db["anonymous_participants"]
@@ -94,13 +99,13 @@ class MongoStore:
         self._db = db
 
     @classmethod
-    def from_url(cls, url: str, database: str) -> MongoStore:
+    def from_url(cls, url: str, database: str, *, max_batch: int = 100) -> MongoStore:
         # Short server selection so a MongoDB outage fails a write in seconds, not 30 s; the
         # failed write is counted and its window released (SPEC §4).
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000
         )
-        return cls(client, database)
+        return cls(client, database, max_batch=max_batch)
 
     def _collection(self, subject: SubjectRef) -> AsyncCollection[dict[str, Any]]:
         return self._participants if subject.is_anonymous else self._users
@@ -379,8 +384,8 @@ class MongoStore:
         worker_id: str,
         at: datetime,
     ) -> int:
-        # One round trip per collection for the whole batch. The database is the fence: a
-        # document last written under a newer epoch does not match.
+        # One round trip per collection and ``max_batch`` operations. The database is the
+        # fence: a document last written under a newer epoch does not match.
         fence = [{"presenceEpoch": {"$exists": False}}, {"presenceEpoch": {"$lte": epoch}}]
         by_collection: dict[SubjectKind, list[UpdateOne]] = {}
         for subject, last_seen in sweeps:
@@ -401,9 +406,11 @@ class MongoStore:
         written = 0
         for kind, operations in by_collection.items():
             coll = self._participants if kind is SubjectKind.ANONYMOUS else self._users
-            try:
-                result = await coll.bulk_write(operations, ordered=False)
-            except PyMongoError as exc:
-                raise StoreError(str(exc)) from exc
-            written += result.matched_count
+            for start in range(0, len(operations), self._max_batch):
+                chunk = operations[start : start + self._max_batch]
+                try:
+                    result = await coll.bulk_write(chunk, ordered=False)
+                except PyMongoError as exc:
+                    raise StoreError(str(exc)) from exc
+                written += result.matched_count
         return written

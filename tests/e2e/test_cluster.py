@@ -15,9 +15,9 @@ import pytest
 import socketio
 from pymongo import AsyncMongoClient
 
+from devstack.servers import free_port
 from scripts.cluster import Topology, start, stop
 from tests.support.processes import http
-from tests.support.servers import free_port
 from tests.support.sio import Listener
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.cluster import ROOT, Topology, start, stop
+from devstack.servers import ROOT, free_port
+from scripts.cluster import Topology, start, stop
 from tests.support.processes import http
-from tests.support.servers import free_port
 
 GRACE_S = 1.0
 SCREENSHOTS = ROOT / ".run" / "console"

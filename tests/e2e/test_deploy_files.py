@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scripts.cluster import nginx_config
+from devstack.balancer import nginx_config
 from tests.e2e.conftest import WorkersFactory
 from tests.support.processes import http
 

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import service_env
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import call, pair, register
 from tests.support.processes import WorkerProcess, clean_env, http, start_worker, wait_healthy
-from tests.support.servers import Server, redis_server, redis_url_of
 from tests.support.sio import Listener
+from tests.support.waiting import until
 
 LEASE_TTL_S = 1.5
 TIMERS = {
@@ -52,15 +53,6 @@ def leaders(workers: list[WorkerProcess]) -> list[str]:
     ]
 
 
-async def wait_until(check: Any, timeout_s: float, step_s: float = 0.05) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if check():
-            return time.monotonic() - started
-        await asyncio.sleep(step_s)
-    raise AssertionError(f"not true within {timeout_s} s")
-
-
 def epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -69,7 +61,7 @@ async def test_exactly_one_leader_and_failover_after_kill_9(
     start_workers: WorkersFactory,
 ) -> None:
     workers = start_workers(3, **TIMERS)
-    await wait_until(lambda: len(leaders(workers)) == 1, 10)
+    await until(lambda: len(leaders(workers)) == 1, 10)
     samples = []
     for _ in range(40):
         samples.append(len(leaders(workers)))
@@ -82,13 +74,13 @@ async def test_exactly_one_leader_and_failover_after_kill_9(
     epoch_before = metric(old, "presence_leader_epoch")
     old.process.send_signal(signal.SIGKILL)
     old.process.wait()
-    took = await wait_until(lambda: len(leaders(survivors)) == 1, 10)
+    took = await until(lambda: len(leaders(survivors)) == 1, 10)
     # Another leads within the lease TTL (plus one election poll, a third of it).
     assert took <= LEASE_TTL_S * 4 / 3 + 0.5
     print(f"failover: a new leader {took:.2f} s after kill -9 (lease TTL {LEASE_TTL_S} s)")
     new = next(w for w in survivors if w.log_path.stem == leaders(survivors)[0])
     assert metric(new, "presence_leader_epoch") > epoch_before
-    await wait_until(
+    await until(
         lambda: (
             sum(metric(w, "presence_maintenance_runs_total") for w in survivors) >= runs_before + 3
         ),
@@ -103,12 +95,12 @@ async def test_a_stalled_ex_leader_writes_nothing_after_another_took_over(
     start_workers: WorkersFactory, mongo_url: str
 ) -> None:
     workers = start_workers(3, **TIMERS)
-    await wait_until(lambda: len(leaders(workers)) == 1, 10)
+    await until(lambda: len(leaders(workers)) == 1, 10)
     stalled = next(w for w in workers if w.log_path.stem == leaders(workers)[0])
     others = [w for w in workers if w is not stalled]
     stalled.process.send_signal(signal.SIGSTOP)
     try:
-        await wait_until(lambda: len(leaders(others)) == 1, 10)
+        await until(lambda: len(leaders(others)) == 1, 10)
         took_over_at = time.time()
         # Work for a sweeper: REST-only subjects that go quiet while the ex-leader is stopped.
         accounts = [await register(others[0].url, f"quiet{i}") for i in range(5)]
@@ -209,7 +201,7 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
     try:
         for worker in workers:
             wait_healthy(worker)
-        await wait_until(lambda: len(leaders(workers)) == 1, 10)
+        await until(lambda: len(leaders(workers)) == 1, 10)
         leader = next(w for w in workers if w.log_path.stem == leaders(workers)[0])
         others = [w for w in workers if w is not leader]
         one, two = await pair(others[0].url)
@@ -222,13 +214,13 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
 
         leader.process.send_signal(signal.SIGKILL)
         leader.process.wait()
-        await wait_until(lambda: len(leaders(others)) == 1, 10)
+        await until(lambda: len(leaders(others)) == 1, 10)
         await asyncio.sleep(2.0)
 
         own_redis.kill()
         await asyncio.sleep(1.0)
         own_redis.start()
-        await wait_until(lambda: http("GET", others[1].url + "/readyz")[0] == 200, 30)
+        await until(lambda: http("GET", others[1].url + "/readyz")[0] == 200, 30)
         await asyncio.sleep(3.0)  # re-registration, and sweeps by whoever leads now
 
         assert [s["isOnline"] for s in listener.statuses_of(one.id)] in ([], [True])

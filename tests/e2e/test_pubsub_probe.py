@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import service_env
 from tests.support.accounts import call, conversation, register
 from tests.support.processes import WorkerProcess, clean_env, http, start_worker, wait_healthy
-from tests.support.servers import Server, redis_server, redis_url_of
 from tests.support.sio import Listener
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.database import DatabaseHost
 from tests.fault.report import Row, save
 from tests.fault.stack import Stack, start_stack
 from tests.fault.truth import RestLoad, Tab
@@ -51,9 +52,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """Redis and the database of this test only, plus the workers it starts."""
-    started = start_stack(tmp_path)
+def stack(tmp_path: Path, database_host: DatabaseHost) -> Iterator[Stack]:
+    """Redis and the database server of this test only, plus the workers it starts."""
+    started = start_stack(tmp_path, database_host)
     try:
         yield started
     finally:

@@ -15,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from devstack.database import DatabaseHost, mongo_url_of
+from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import JWT_SECRET
 from tests.support.processes import WorkerProcess, clean_env, start_worker, wait_healthy
-from tests.support.servers import Server, mongo_server, mongo_url_of, redis_server, redis_url_of
 
 # Shrunk timers (SPEC §7 names): failure detection in seconds, as in Phoenix's NodeCase.
 FAST_TIMERS = {
@@ -138,8 +139,8 @@ class Stack:
         self.mongo.cleanup()
 
 
-def start_stack(log_dir: Path, **settings: str) -> Stack:
-    redis, mongo = redis_server(), mongo_server()
+def start_stack(log_dir: Path, database: DatabaseHost, **settings: str) -> Stack:
+    redis, mongo = redis_server(), database.mongo_server()
     redis.start()
     mongo.start()
     extra = {f"PRESENCE_{k.upper()}": v for k, v in settings.items()}

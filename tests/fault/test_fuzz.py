@@ -1,14 +1,13 @@
-"""Scenario 9: property-based and schema fuzzing. Hypothesis on the validators and the pure
-policy; schemathesis on every operation of the served OpenAPI document; random and truncated
-Engine.IO / Socket.IO frames against a worker process, which must stay the same process."""
+"""Scenario 9: schema and frame fuzzing. Schemathesis on every operation of the served OpenAPI
+document; random and truncated Engine.IO / Socket.IO frames against a worker process, which must
+stay the same process. (The hypothesis properties of the validators and the pure policy are unit
+tests: ``tests/unit/test_properties.py``, run by ``make test``.)"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -19,22 +18,13 @@ import schemathesis
 from hypothesis import HealthCheck
 from pymongo import MongoClient
 
-from presence.addresses import client_address
-from presence.api import parsing
+from devstack.database import mongo_url_of
 from presence.api.openapi import document
-from presence.auth.tokens import JwtCodec, TokenError, claimed_subject
-from presence.domain import InvalidInput, ManualStatus, Status
-from presence.policy import LiveState, is_online, last_seen, own_status, visible_status
-from presence.realtime import payloads
-from presence.realtime.limits import TokenBucket
-from tests.conftest import JWT_SECRET
 from tests.fault.report import Row
 from tests.fault.stack import Stack
 from tests.fault.truth import presence_view
 from tests.support.accounts import Account, conversation, register
-from tests.support.fakes import FakeClock
 from tests.support.processes import http
-from tests.support.servers import mongo_url_of
 from tests.support.sio import Listener
 
 JSON = st.recursive(
@@ -47,127 +37,6 @@ JSON = st.recursive(
 ANY_ARGS = st.lists(JSON, max_size=3).map(tuple)
 NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
 FAST = hypothesis.settings(max_examples=300, deadline=None, database=None)
-
-
-@pytest.mark.scenario(9)
-def test_validators_and_policy_hold_for_any_input(row: Row) -> None:
-    row.done = (
-        "hypothesis: 300 arbitrary JSON values per Socket.IO payload validator and HTTP body"
-        " parser, arbitrary tokens, X-Forwarded-For chains, presence states and event timings"
-    )
-    row.checked = (
-        "validators raise only their own refusal type; tokens only TokenError; the client address"
-        " is the peer or a forwarded hop, never past an untrusted one; invisible never shows;"
-        " online matches the rule; lastSeen never moves back; the event budget never exceeded"
-    )
-    codec = JwtCodec(JWT_SECRET, 3600, FakeClock())
-
-    @FAST
-    @hypothesis.given(args=ANY_ARGS)
-    def socket_payloads(args: tuple[Any, ...]) -> None:
-        for validate in (
-            payloads.authenticate,
-            payloads.presence_set,
-            payloads.conversation_join,
-            payloads.heartbeat,
-        ):
-            refusal: payloads.InvalidPayload | None = None
-            try:
-                validate(args)
-            except payloads.InvalidPayload as exc:
-                refusal = exc
-            assert refusal is None or (refusal.code and refusal.message)
-        try:
-            found = payloads.credentials_from(args[0] if args else None)
-        except payloads.InvalidPayload:
-            return
-        if found is not None:
-            assert (found.token is None) != (found.session_token is None)
-
-    @FAST
-    @hypothesis.given(body=st.dictionaries(st.sampled_from(["a", "email", "ids"]), JSON))
-    def http_bodies(body: dict[str, Any]) -> None:
-        for parse in (
-            lambda: parsing.text(body, "a", max_len=64),
-            lambda: parsing.secret(body, "a", min_len=8),
-            lambda: parsing.email(body),
-            lambda: parsing.boolean(body, "a"),
-            lambda: parsing.string_list(body, "ids", max_items=10),
-            lambda: parsing.optional_seconds(body, "a", low=1, high=60),
-        ):
-            try:
-                value = parse()
-            except InvalidInput:
-                continue
-            if isinstance(value, float):
-                assert 1 <= value <= 60
-
-    @FAST
-    @hypothesis.given(token=st.text(max_size=300) | st.binary(max_size=300).map(repr))
-    def tokens(token: str) -> None:
-        with contextlib.suppress(TokenError):
-            codec.verify(token)
-        claimed = claimed_subject(token)
-        assert claimed is None or (isinstance(claimed, str) and len(claimed) <= 128)
-
-    hop = st.ip_addresses().map(str) | st.text(max_size=20)
-
-    @FAST
-    @hypothesis.given(peer=hop, forwarded=st.none() | st.lists(hop, max_size=5).map(", ".join))
-    def addresses(peer: str, forwarded: str | None) -> None:
-        found = client_address(peer, forwarded, NETWORKS)
-        hops = [h.strip() for h in (forwarded or "").split(",")]
-        assert found in (peer.strip() or "unknown", *hops)
-        if found != (peer.strip() or "unknown"):
-            # A forwarded hop is believed only from a trusted peer, and it is an address.
-            assert any(ipaddress.ip_address(peer.strip()) in n for n in NETWORKS)
-            ipaddress.ip_address(found)
-
-    times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
-
-    @FAST
-    @hypothesis.given(
-        marked=st.booleans(),
-        last=st.none() | times,
-        connections=st.integers(0, 3),
-        grace=st.booleans(),
-        now=times,
-        manual=st.sampled_from(list(ManualStatus)),
-        stored=st.none() | times,
-    )
-    def policy(
-        marked: bool,
-        last: float | None,
-        connections: int,
-        grace: bool,
-        now: float,
-        manual: ManualStatus,
-        stored: float | None,
-    ) -> None:
-        online = is_online(LiveState(marked, last, connections, grace), now, 300)
-        expected = marked and (connections > 0 or grace or (last is not None and last >= now - 300))
-        assert online == expected
-        shown = visible_status(online, manual)
-        assert shown is not Status.ONLINE or manual is ManualStatus.ONLINE
-        assert (shown is Status.OFFLINE) == (not online or manual is ManualStatus.INVISIBLE)
-        assert own_status(online, manual) is not Status.OFFLINE or not online
-        stored_at = None if stored is None else datetime.fromtimestamp(stored, UTC)
-        seen = last_seen(online, stored_at, last)
-        assert stored_at is None or (seen is not None and seen >= stored_at)
-
-    @FAST
-    @hypothesis.given(gaps=st.lists(st.floats(min_value=0, max_value=0.5), max_size=300))
-    def event_budget(gaps: list[float]) -> None:
-        bucket, now, allowed = TokenBucket(), 1000.0, 0
-        started = now
-        for gap in gaps:
-            now += gap
-            allowed += bucket.allow(now)
-        assert allowed <= bucket.capacity + (now - started) * bucket.rate + 1e-6
-
-    for check in (socket_payloads, http_bodies, tokens, addresses, policy, event_budget):
-        check()
-    row.measure("6 properties x 300 examples, no counterexample")
 
 
 def admin_token(stack: Stack, url: str) -> tuple[dict[str, str], str]:

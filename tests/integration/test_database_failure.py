@@ -9,15 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.database import DatabaseHost, mongo_url_of
+from devstack.servers import Server
 from presence.config import Settings
 from presence.domain import SubjectKind, SubjectRef, to_epoch
 from tests.support.cluster import start_cluster
-from tests.support.servers import Server, mongo_server, mongo_url_of
 
 
 @pytest.fixture
-def own_mongo() -> Iterator[Server]:
-    server = mongo_server()
+def own_mongo(database_host: DatabaseHost) -> Iterator[Server]:
+    server = database_host.mongo_server()
     server.start()
     yield server
     server.cleanup()

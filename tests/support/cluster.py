@@ -32,10 +32,14 @@ class WriteCounter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.last_active_writes = 0
         self.by_subject: Counter[str] = Counter()
+        self.update_commands = 0
+        self.largest_update = 0  # operations in the biggest update command sent
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name != "update":
             return
+        self.update_commands += 1
+        self.largest_update = max(self.largest_update, len(event.command.get("updates", [])))
         for update in event.command.get("updates", []):
             if "lastActiveAt" in str(update.get("u", {})):
                 self.last_active_writes += 1
@@ -109,7 +113,7 @@ async def start_cluster(
         )
         app = create_app(
             worker_settings,
-            store=MongoStore(client, settings.mongo_db),
+            store=MongoStore(client, settings.mongo_db, max_batch=settings.mongo_max_batch),
             passwords=fast_passwords(),
         )
         test_client = TestClient(TestServer(app))

@@ -17,3 +17,22 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._now += seconds
         self._mono += seconds
+
+
+class TimeTravel:
+    """A :class:`FakeClock` and the wall clock that in-process Redis (fakeredis) expires keys
+    by, moved together: a 60 s window passes in no time, and both sides agree it has."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        import time_machine
+
+        self.clock = FakeClock(now)
+        self._travel = time_machine.travel(now, tick=False)
+        self._traveller = self._travel.start()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self._traveller.shift(seconds)
+
+    def stop(self) -> None:
+        self._travel.stop()

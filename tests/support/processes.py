@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import free_port
+from devstack.servers import free_port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

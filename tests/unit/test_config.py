@@ -26,6 +26,7 @@ def test_no_service_urls_means_embedded_mode_with_spec_defaults() -> None:
     assert (s.leader_ttl_s, s.worker_ttl_s) == (15, 15)
     assert (s.ping_interval_s, s.ping_timeout_s) == (25, 20)
     assert s.max_connections == 20000
+    assert s.mongo_max_batch == 100
     assert (s.auth_cache_size, s.track_requests) == (10000, True)
     assert s.cors_origins == ("*",)
     assert (s.log_level, s.log_format) == ("INFO", "json")
@@ -52,6 +53,8 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_OFFLINE_THRESHOLD_S": "nan"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
         ({"PRESENCE_OFFLINE_THRESHOLD_S": "30"}, "PRESENCE_OFFLINE_THRESHOLD_S"),
         ({"PRESENCE_MAX_CONNECTIONS": "0"}, "PRESENCE_MAX_CONNECTIONS"),
+        ({"PRESENCE_MONGO_MAX_BATCH": "0"}, "PRESENCE_MONGO_MAX_BATCH"),
+        ({"PRESENCE_MONGO_MAX_BATCH": "many"}, "PRESENCE_MONGO_MAX_BATCH"),
         ({"PRESENCE_AUTH_CACHE_SIZE": "-1"}, "PRESENCE_AUTH_CACHE_SIZE"),
         ({"PRESENCE_TRACK_REQUESTS": "maybe"}, "PRESENCE_TRACK_REQUESTS"),
         ({"PRESENCE_LOG_LEVEL": "LOUD"}, "PRESENCE_LOG_LEVEL"),

@@ -1,4 +1,5 @@
-"""The activity tracker's decisions, on in-process Redis (fakeredis) and the memory store."""
+"""The activity tracker's decisions, on in-process Redis (fakeredis) and the memory store, with
+time moved by hand (the tracker's clock and the time fakeredis expires keys by, together)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import fakeredis
 import pytest
 
-from presence.clock import Clock, SystemClock
+from presence.clock import Clock
 from presence.config import load_settings
 from presence.counters import ClusterCounters
 from presence.domain import Role, SubjectKind, SubjectRef, from_epoch
@@ -20,7 +21,7 @@ from presence.metrics import Metrics
 from presence.store.base import StoreError
 from presence.store.memory import MemoryStore
 from presence.throttle import ActivityTracker
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, TimeTravel
 
 
 class FlakyStore(MemoryStore):
@@ -48,9 +49,14 @@ class Rig:
     metrics: Metrics
     subject: SubjectRef
     redis: fakeredis.FakeAsyncRedis
+    time: TimeTravel | None = None
+
+    def advance(self, seconds: float) -> None:
+        assert self.time is not None
+        self.time.advance(seconds)
 
 
-async def make_rig(clock: Clock, **overrides: Any) -> Rig:
+async def make_rig(clock: Clock, time: TimeTravel | None = None, **overrides: Any) -> Rig:
     settings = dataclasses.replace(load_settings({}), **overrides)
     redis = fakeredis.FakeAsyncRedis()
     store = FlakyStore()
@@ -73,15 +79,20 @@ async def make_rig(clock: Clock, **overrides: Any) -> Rig:
         metrics=metrics,
         counters=counters,
     )
-    return Rig(tracker, store, counters, metrics, SubjectRef(SubjectKind.USER, user.id), redis)
+    subject = SubjectRef(SubjectKind.USER, user.id)
+    return Rig(tracker, store, counters, metrics, subject, redis, time)
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    r = await make_rig(SystemClock(), throttle_interval_s=0.3, offline_threshold_s=1.0)
-    yield r
-    await r.tracker.drain()
-    await r.redis.aclose()
+    time = TimeTravel()
+    try:
+        r = await make_rig(time.clock, time, throttle_interval_s=0.3, offline_threshold_s=1.0)
+        yield r
+        await r.tracker.drain()
+        await r.redis.aclose()
+    finally:
+        time.stop()
 
 
 async def test_first_activity_writes_and_the_rest_of_the_window_skips_redis(rig: Rig) -> None:
@@ -104,15 +115,20 @@ async def test_concurrent_first_requests_of_a_subject_ask_redis_once(rig: Rig) -
     await rig.redis.script_load(ACTIVITY)  # so that each call is exactly one EVALSHA
     calls = 0
     original = rig.redis.evalsha
+    answer = asyncio.Event()  # the round trip is in flight until the others have arrived
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
-        await asyncio.sleep(0.01)  # a round trip long enough for the others to arrive
+        await answer.wait()
         return await original(*args, **kwargs)
 
     rig.redis.evalsha = counted  # type: ignore[method-assign]
-    outcomes = await asyncio.gather(*(rig.tracker.record(rig.subject) for _ in range(20)))
+    requests = [asyncio.create_task(rig.tracker.record(rig.subject)) for _ in range(20)]
+    await asyncio.sleep(0)  # one turn of the loop: every request runs up to where it waits
+    assert calls == 1
+    answer.set()
+    outcomes = await asyncio.gather(*requests)
     assert calls == 1
     assert sum(o.won_window for o in outcomes) == 1
     assert sum(o.became_online for o in outcomes) == 1
@@ -123,7 +139,7 @@ async def test_concurrent_first_requests_of_a_subject_ask_redis_once(rig: Rig) -
 
 async def test_the_next_window_writes_again(rig: Rig) -> None:
     await rig.tracker.record(rig.subject)
-    await asyncio.sleep(0.35)
+    rig.advance(0.35)
     again = await rig.tracker.record(rig.subject)
     assert again.won_window
     assert not again.became_online  # still fresh: no transition
@@ -140,7 +156,7 @@ async def test_a_failed_write_shortens_the_window_so_the_next_activity_retries(
     left_ms = await rig.redis.pttl(f"t:throttle:user:{rig.subject.id}")
     assert 0 < left_ms <= 300  # the backoff: the window (0.3 s here) when shorter than 1 s
     rig.store.down = False
-    await asyncio.sleep(0.35)
+    rig.advance(0.35)
     retried = await rig.tracker.record(rig.subject)
     assert retried.won_window
     await rig.tracker.drain()
@@ -151,7 +167,8 @@ async def test_a_failed_write_shortens_the_window_so_the_next_activity_retries(
 
 
 async def test_a_failing_database_sees_one_attempt_per_subject_per_backoff() -> None:
-    r = await make_rig(SystemClock(), throttle_interval_s=60.0)
+    time = TimeTravel()
+    r = await make_rig(time.clock, time, throttle_interval_s=60.0)
     try:
         r.store.down = True
         for _ in range(50):
@@ -161,32 +178,33 @@ async def test_a_failing_database_sees_one_attempt_per_subject_per_backoff() -> 
         assert r.store.attempts == 1
         left_ms = await r.redis.pttl(f"t:throttle:user:{r.subject.id}")
         assert 0 < left_ms <= 1000  # cut from 60 s to the 1 s backoff
-        await asyncio.sleep(1.05)
+        r.advance(1.05)
         r.store.down = False
         assert (await r.tracker.record(r.subject)).won_window
         await r.tracker.drain()
         assert (r.store.attempts, r.store.writes) == (2, 1)
     finally:
         await r.redis.aclose()
+        time.stop()
 
 
 async def test_a_subject_quiet_past_the_threshold_comes_back_online(rig: Rig) -> None:
     assert (await rig.tracker.record(rig.subject)).became_online
     assert not (await rig.tracker.record(rig.subject)).became_online
-    await asyncio.sleep(1.1)
+    rig.advance(1.1)
     assert (await rig.tracker.record(rig.subject)).became_online
 
 
 async def test_precise_last_activity_reaches_redis_on_flush(rig: Rig) -> None:
     await rig.tracker.record(rig.subject)
-    await asyncio.sleep(0.05)
+    rig.advance(0.05)
     await rig.tracker.record(rig.subject)  # a cache hit: only local until the flush
     before = await rig.redis.zscore("t:last", rig.subject.member)
     await rig.tracker.flush()
     after = await rig.redis.zscore("t:last", rig.subject.member)
     assert before is not None
     assert after is not None
-    assert after - before >= 40
+    assert abs(after - before - 50) <= 1  # ms, rounded
 
 
 async def test_cache_cleanup_drops_entries_older_than_the_max_age() -> None:

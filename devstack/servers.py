@@ -1,7 +1,6 @@
-"""Real Redis and MongoDB-compatible servers on free ports, started and stopped by the tests.
+"""Server processes on free loopback ports: Redis, and the process wrapper every server uses.
 
-``mongod`` is used when it is on PATH, else FerretDB (built by ``scripts/test-services.sh``) with
-its embedded SQLite backend. A missing binary is an error, never a skip.
+A missing binary is an error naming the command that installs it, never a skip.
 """
 
 from __future__ import annotations
@@ -16,8 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-FERRETDB = ROOT / ".cache" / "bin" / "ferretdb"
+ROOT = Path(__file__).resolve().parents[1]
+# Folders a test run or `make cluster` writes to: git-ignored.
+RUN_DIR = ROOT / ".run"
+CACHE_DIR = ROOT / ".cache"
 
 
 def free_port() -> int:
@@ -39,21 +40,31 @@ def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
 
 @dataclass
 class Server:
-    """One server process; ``stop()``/``start()`` again keep the same port and data."""
+    """One server process; ``stop()`` then ``start()`` again keep the same port and data.
+
+    ``kind`` names what it is (``redis``, ``mongod``, ``ferretdb``): the URL helpers use it.
+    """
 
     argv: list[str]
     port: int
     workdir: Path
     log_path: Path
+    kind: str = "redis"
     extra_ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    # A new session: a Ctrl-C meant for the caller does not reach the server first, and
+    # `make cluster` can leave it running on purpose.
+    detach: bool = False
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.detach,
+            )
         try:
             wait_for_port(self.port)
         except RuntimeError:
@@ -101,48 +112,11 @@ def redis_server() -> Server:
         "--dir",
         str(workdir),
     ]
-    return Server(argv, port, workdir, workdir / "redis.log")
-
-
-def mongo_server() -> Server:
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="presence-mongo-"))
-    mongod = shutil.which("mongod")
-    if mongod is not None:
-        argv = [
-            mongod,
-            "--port",
-            str(port),
-            "--bind_ip",
-            "127.0.0.1",
-            "--dbpath",
-            str(workdir),
-            "--quiet",
-        ]
-        return Server(argv, port, workdir, workdir / "mongod.log")
-    if not FERRETDB.exists():
-        raise RuntimeError("no mongod on PATH and no FerretDB build: run scripts/test-services.sh")
-    debug_port = free_port()
-    (workdir / "data").mkdir()
-    argv = [
-        str(FERRETDB),
-        "--handler=sqlite",
-        f"--sqlite-url=file:{workdir / 'data'}/",
-        f"--listen-addr=127.0.0.1:{port}",
-        "--telemetry=disable",
-        f"--debug-addr=127.0.0.1:{debug_port}",
-        f"--state-dir={workdir}",
-        "--log-level=warn",
-    ]
-    return Server(argv, port, workdir, workdir / "ferretdb.log", {"debug": debug_port})
+    return Server(argv, port, workdir, workdir / "redis.log", kind="redis")
 
 
 def redis_url_of(server: Server) -> str:
     return f"redis://127.0.0.1:{server.port}/0"
-
-
-def mongo_url_of(server: Server) -> str:
-    return f"mongodb://127.0.0.1:{server.port}/?serverSelectionTimeoutMS=3000"
 
 
 def env_or_none(name: str) -> str | None:

@@ -1,0 +1,153 @@
+"""Properties of the validators and the pure presence policy, on arbitrary input (hypothesis).
+
+Each validator refuses only with its own refusal type (never a crash), tokens fail only with
+TokenError, the client address is never taken from past an untrusted hop, the online rule and
+the status shown follow SPEC §3 (invisible never shows), lastSeen never moves back, and the
+per-socket event budget is never exceeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import hypothesis
+import hypothesis.strategies as st
+
+from presence.addresses import client_address
+from presence.api import parsing
+from presence.auth.tokens import JwtCodec, TokenError, claimed_subject
+from presence.domain import InvalidInput, ManualStatus, Status
+from presence.policy import LiveState, is_online, last_seen, own_status, visible_status
+from presence.realtime import payloads
+from presence.realtime.limits import TokenBucket
+from tests.conftest import JWT_SECRET
+from tests.support.fakes import FakeClock
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+ANY_ARGS = st.lists(JSON, max_size=3).map(tuple)
+NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
+FAST = hypothesis.settings(max_examples=300, deadline=None, database=None)
+
+CODEC = JwtCodec(JWT_SECRET, 3600, FakeClock())
+
+
+@FAST
+@hypothesis.given(args=ANY_ARGS)
+def test_socket_payload_validators_refuse_only_with_their_own_error(args: tuple[Any, ...]) -> None:
+    for validate in (
+        payloads.authenticate,
+        payloads.presence_set,
+        payloads.conversation_join,
+        payloads.heartbeat,
+    ):
+        refusal: payloads.InvalidPayload | None = None
+        try:
+            validate(args)
+        except payloads.InvalidPayload as exc:
+            refusal = exc
+        assert refusal is None or (refusal.code and refusal.message)
+    try:
+        found = payloads.credentials_from(args[0] if args else None)
+    except payloads.InvalidPayload:
+        return
+    if found is not None:
+        assert (found.token is None) != (found.session_token is None)
+
+
+@FAST
+@hypothesis.given(body=st.dictionaries(st.sampled_from(["a", "email", "ids"]), JSON))
+def test_http_body_parsers_refuse_only_with_invalid_input(body: dict[str, Any]) -> None:
+    for parse in (
+        lambda: parsing.text(body, "a", max_len=64),
+        lambda: parsing.secret(body, "a", min_len=8),
+        lambda: parsing.email(body),
+        lambda: parsing.boolean(body, "a"),
+        lambda: parsing.string_list(body, "ids", max_items=10),
+        lambda: parsing.optional_seconds(body, "a", low=1, high=60),
+    ):
+        try:
+            value = parse()
+        except InvalidInput:
+            continue
+        if isinstance(value, float):
+            assert 1 <= value <= 60
+
+
+@FAST
+@hypothesis.given(token=st.text(max_size=300) | st.binary(max_size=300).map(repr))
+def test_any_token_is_refused_with_token_error_only(token: str) -> None:
+    with contextlib.suppress(TokenError):
+        CODEC.verify(token)
+    claimed = claimed_subject(token)
+    assert claimed is None or (isinstance(claimed, str) and len(claimed) <= 128)
+
+
+HOP = st.ip_addresses().map(str) | st.text(max_size=20)
+
+
+@FAST
+@hypothesis.given(peer=HOP, forwarded=st.none() | st.lists(HOP, max_size=5).map(", ".join))
+def test_the_client_address_never_comes_from_past_an_untrusted_hop(
+    peer: str, forwarded: str | None
+) -> None:
+    found = client_address(peer, forwarded, NETWORKS)
+    hops = [h.strip() for h in (forwarded or "").split(",")]
+    assert found in (peer.strip() or "unknown", *hops)
+    if found != (peer.strip() or "unknown"):
+        # A forwarded hop is believed only from a trusted peer, and it is an address.
+        assert any(ipaddress.ip_address(peer.strip()) in n for n in NETWORKS)
+        ipaddress.ip_address(found)
+
+
+TIMES = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+@FAST
+@hypothesis.given(
+    marked=st.booleans(),
+    last=st.none() | TIMES,
+    connections=st.integers(0, 3),
+    grace=st.booleans(),
+    now=TIMES,
+    manual=st.sampled_from(list(ManualStatus)),
+    stored=st.none() | TIMES,
+)
+def test_presence_policy_follows_the_rule_and_never_shows_invisible(
+    marked: bool,
+    last: float | None,
+    connections: int,
+    grace: bool,
+    now: float,
+    manual: ManualStatus,
+    stored: float | None,
+) -> None:
+    online = is_online(LiveState(marked, last, connections, grace), now, 300)
+    expected = marked and (connections > 0 or grace or (last is not None and last >= now - 300))
+    assert online == expected
+    shown = visible_status(online, manual)
+    assert shown is not Status.ONLINE or manual is ManualStatus.ONLINE
+    assert (shown is Status.OFFLINE) == (not online or manual is ManualStatus.INVISIBLE)
+    assert own_status(online, manual) is not Status.OFFLINE or not online
+    stored_at = None if stored is None else datetime.fromtimestamp(stored, UTC)
+    seen = last_seen(online, stored_at, last)
+    assert stored_at is None or (seen is not None and seen >= stored_at)
+
+
+@FAST
+@hypothesis.given(gaps=st.lists(st.floats(min_value=0, max_value=0.5), max_size=300))
+def test_the_event_budget_is_never_exceeded(gaps: list[float]) -> None:
+    bucket, now, allowed = TokenBucket(), 1000.0, 0
+    started = now
+    for gap in gaps:
+        now += gap
+        allowed += bucket.allow(now)
+    assert allowed <= bucket.capacity + (now - started) * bucket.rate + 1e-6
