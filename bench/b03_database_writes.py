@@ -54,7 +54,7 @@ def _attempts(worker: Worker) -> float:
 def run(stack: Stack, quick: bool) -> Result:
     window = 5.0 if quick else 60.0  # the measured periods fit in one window
     seconds = 4.0 if quick else window
-    users = 100 if quick else 300
+    users = 100 if quick else 1000
     # Each user makes several requests inside the measured window (a short one when quick).
     per_user = 2.0 if quick else 1 / 3
     result = Result.begin(

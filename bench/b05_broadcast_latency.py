@@ -151,8 +151,8 @@ def run(stack: Stack, quick: bool) -> Result:
     )
     result.notes.append(
         "End-to-end includes the request on worker A, which writes the status to the database "
-        "before announcing it. On this machine the database is FerretDB on SQLite, whose writes "
-        "serialise (one writer); past its write rate, requests queue and end-to-end grows while "
-        "the cross-worker hop stays flat. The hop is what SPEC §9 bounds."
+        "before announcing it. On this machine the database is FerretDB on PostgreSQL (a few "
+        "hundred writes per second); past its write rate, requests queue and end-to-end grows "
+        "while the cross-worker hop stays flat. The hop is what SPEC §9 bounds."
     )
     return result

@@ -68,7 +68,7 @@ def _registered(stack: Stack) -> int:
 
 
 def run(stack: Stack, quick: bool) -> Result:
-    users = 200 if quick else 400
+    users = 200 if quick else 1000
     count = users * TABS
     result = Result.begin(
         KEY,

@@ -141,7 +141,7 @@ async def _sweep(stack: Stack, memory: MemoryStore | None = None) -> dict[str, A
 
 
 def run(stack: Stack, quick: bool) -> Result:
-    db_total, db_stale = (1_000, 100) if quick else (5_000, 500)
+    db_total, db_stale = (1_000, 100) if quick else (20_000, 2_000)
     total, stale = (20_000, 2_000) if quick else (100_000, 10_000)
     result = Result.begin(
         KEY,
@@ -175,7 +175,11 @@ def run(stack: Stack, quick: bool) -> Result:
         {"sweep": f"in-memory store, {stale} of {total} stale", **scale},
     ]
     writes = first["commands"].get("update", 0)
-    batches = -(-db_total // BATCH) + 1  # SSCAN's COUNT is a hint: a batch more at most
+    # One bulk per collection per scanned batch, each chunked into bulks of at most
+    # PRESENCE_MONGO_MAX_BATCH (SSCAN's COUNT is a hint: a batch more at most).
+    max_batch = load_settings({}).mongo_max_batch
+    batches = -(-db_total // BATCH) + 1
+    bound = batches + -(-db_stale // max_batch)
     result.metric(
         f"database: {db_stale} of {db_total} stale, subjects taken offline",
         "count",
@@ -190,8 +194,8 @@ def run(stack: Stack, quick: bool) -> Result:
         "count",
         [writes],
         kind="count",
-        target=f"≤ {batches} (one per scanned batch of ~{BATCH})",
-        met=writes <= batches,
+        target=f"≤ {bound} (per scanned batch of ~{BATCH}, bulks of ≤ {max_batch})",
+        met=writes <= bound,
         gate=True,
     )
     result.metric("database: commands, all kinds", "count", [sum(first["commands"].values())])
@@ -219,9 +223,9 @@ def run(stack: Stack, quick: bool) -> Result:
         "and one conversation lookup per subject going offline) and the fence checks."
     )
     result.notes.append(
-        "The scale run uses the in-memory store because the MongoDB-compatible server of this "
-        "machine (FerretDB on SQLite) scans a collection for most queries (measured: an update "
-        "by _id 50–170 ms on 5 000 documents): its times say nothing about MongoDB's. The "
-        "database run gives the commands; multiply by a MongoDB round trip (~0.3 ms) for time."
+        "The scale run uses the in-memory store: the sweep's own work and Redis's at 100 000, "
+        "without the test database's write rate (FerretDB on PostgreSQL, a few hundred updates "
+        "per second, which say nothing about MongoDB's). The database run gives the commands "
+        "and the test database's time."
     )
     return result

@@ -225,10 +225,10 @@ def render() -> str:
         "loopback; workers run on CPU 1, the load generators, Redis and the database on CPU 0.",
         "",
         "Where a target is missed, the notes under its table say why. The database of this",
-        "machine is FerretDB on SQLite (no MongoDB server package reaches it): it serialises",
-        "writes and scans a collection for most queries, so every figure that waits on the",
-        "database (first requests, status changes, connect storms of many users, the sweep's",
-        "reads) is the test database's, not MongoDB's; database commands are counted instead.",
+        "machine is FerretDB 1.24 on PostgreSQL 15 (no MongoDB server package reaches it; see",
+        "the README's test-database section): every figure that waits on the database (first",
+        "requests, status changes, connect storms of many users, the sweep's writes) is the",
+        "test database's, not MongoDB's; database commands are counted as well.",
         "",
     ]
     lines += [

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import service_env
-from tests.support.processes import WorkerProcess, clean_env, start_worker, wait_healthy
+from tests.support.processes import WorkerProcess, clean_env, start_worker, until_healthy
 from tests.support.sio import Listener
 
-WorkersFactory = Callable[..., list[WorkerProcess]]
+WorkersFactory = Callable[..., Coroutine[Any, Any, list[WorkerProcess]]]
 
 
 @pytest.fixture(autouse=True)
@@ -25,13 +26,13 @@ async def close_socket_clients() -> AsyncIterator[None]:
 def start_workers(tmp_path: Path, redis_url: str, mongo_url: str) -> Iterator[WorkersFactory]:
     started: list[WorkerProcess] = []
 
-    def start(count: int = 3, **settings: str) -> list[WorkerProcess]:
+    async def start(count: int = 3, **settings: str) -> list[WorkerProcess]:
         extra = {f"PRESENCE_{k.upper()}": str(v) for k, v in settings.items()}
         env = clean_env(**service_env(redis_url, mongo_url, **extra))
         workers = [start_worker(env, tmp_path, f"w{i}") for i in range(count)]
         started.extend(workers)
         for worker in workers:
-            wait_healthy(worker)
+            await until_healthy(worker)
         return workers
 
     yield start

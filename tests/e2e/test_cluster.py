@@ -5,7 +5,6 @@ connecting from different loopback addresses (nginx sticks a client to a worker 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.servers import free_port
 from scripts.cluster import Topology, start, stop
-from tests.support.processes import http
+from tests.support.processes import scrape
 from tests.support.sio import Listener
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,13 +83,11 @@ def admin(topology: Topology) -> dict[str, str]:
 async def database_updates(topology: Topology) -> int:
     """Update commands the database itself has served (not what the service says it did)."""
     if topology.mongo_debug_port is not None:  # FerretDB: its own request metrics
-        _, text = http("GET", f"http://127.0.0.1:{topology.mongo_debug_port}/debug/metrics")
-        found = re.search(
-            r'^ferretdb_client_requests_total\{command="update",opcode="OP_MSG"\} (\d+)',
-            str(text),
-            re.MULTILINE,
+        debug = f"http://127.0.0.1:{topology.mongo_debug_port}/debug"  # serves /debug/metrics
+        updates = await scrape(
+            debug, "ferretdb_client_requests_total", command="update", opcode="OP_MSG"
         )
-        return int(found.group(1)) if found else 0
+        return int(updates)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(topology.mongo_url)
     try:
         status = await client.admin.command("serverStatus")

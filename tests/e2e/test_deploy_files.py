@@ -3,6 +3,7 @@ and the alert rules use is exported by a running worker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -71,7 +72,7 @@ def exported_names(metrics_text: str) -> set[str]:
 def test_every_metric_of_the_dashboard_and_the_rules_is_exported(
     start_workers: WorkersFactory,
 ) -> None:
-    worker = start_workers(1)[0]
+    worker = asyncio.run(start_workers(1))[0]
     status, text = http("GET", worker.url + "/metrics")
     assert status == 200
     exported = exported_names(str(text))

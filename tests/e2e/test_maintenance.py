@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import service_env
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import call, pair, register
-from tests.support.processes import WorkerProcess, clean_env, http, start_worker, wait_healthy
+from tests.support.processes import WorkerProcess, clean_env, scrape, start_worker, until_healthy
 from tests.support.sio import Listener
 from tests.support.waiting import until
 
@@ -35,22 +35,34 @@ TIMERS = {
 }
 
 
-def metric(worker: WorkerProcess, name: str) -> float:
-    status, text = http("GET", worker.url + "/metrics")
-    assert status == 200
-    for line in str(text).splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+async def metric(worker: WorkerProcess, name: str) -> float:
+    return await scrape(worker.url, name)
 
 
-def leaders(workers: list[WorkerProcess]) -> list[str]:
+async def total(workers: list[WorkerProcess], name: str) -> float:
+    return sum([await metric(w, name) for w in workers])
+
+
+async def leaders(workers: list[WorkerProcess]) -> list[str]:
     """Ids (the log names) of the running workers whose leader gauge is 1."""
     return [
         w.log_path.stem
         for w in workers
-        if w.process.poll() is None and metric(w, "presence_leader") == 1
+        if w.process.poll() is None and await metric(w, "presence_leader") == 1
     ]
+
+
+async def the_leader(workers: list[WorkerProcess]) -> WorkerProcess:
+    found = await leaders(workers)
+    assert len(found) == 1, found
+    return next(w for w in workers if w.log_path.stem == found[0])
+
+
+def one_leader(workers: list[WorkerProcess]) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(await leaders(workers)) == 1
+
+    return check
 
 
 def epoch(value: str) -> float:
@@ -60,47 +72,46 @@ def epoch(value: str) -> float:
 async def test_exactly_one_leader_and_failover_after_kill_9(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(3, **TIMERS)
-    await until(lambda: len(leaders(workers)) == 1, 10)
+    workers = await start_workers(3, **TIMERS)
+    await until(one_leader(workers), 10)
     samples = []
     for _ in range(40):
-        samples.append(len(leaders(workers)))
+        samples.append(len(await leaders(workers)))
         await asyncio.sleep(0.05)
     assert samples == [1] * len(samples)
 
-    old = next(w for w in workers if w.log_path.stem == leaders(workers)[0])
+    old = await the_leader(workers)
     survivors = [w for w in workers if w is not old]
-    runs_before = sum(metric(w, "presence_maintenance_runs_total") for w in survivors)
-    epoch_before = metric(old, "presence_leader_epoch")
+    runs_before = await total(survivors, "presence_maintenance_runs_total")
+    epoch_before = await metric(old, "presence_leader_epoch")
     old.process.send_signal(signal.SIGKILL)
     old.process.wait()
-    took = await until(lambda: len(leaders(survivors)) == 1, 10)
+    took = await until(one_leader(survivors), 10)
     # Another leads within the lease TTL (plus one election poll, a third of it).
     assert took <= LEASE_TTL_S * 4 / 3 + 0.5
     print(f"failover: a new leader {took:.2f} s after kill -9 (lease TTL {LEASE_TTL_S} s)")
-    new = next(w for w in survivors if w.log_path.stem == leaders(survivors)[0])
-    assert metric(new, "presence_leader_epoch") > epoch_before
-    await until(
-        lambda: (
-            sum(metric(w, "presence_maintenance_runs_total") for w in survivors) >= runs_before + 3
-        ),
-        5,
-    )
+    new = await the_leader(survivors)
+    assert await metric(new, "presence_leader_epoch") > epoch_before
+
+    async def three_more_runs() -> bool:
+        return await total(survivors, "presence_maintenance_runs_total") >= runs_before + 3
+
+    await until(three_more_runs, 5)
     for _ in range(20):
-        assert len(leaders(survivors)) == 1
+        assert len(await leaders(survivors)) == 1
         await asyncio.sleep(0.05)
 
 
 async def test_a_stalled_ex_leader_writes_nothing_after_another_took_over(
     start_workers: WorkersFactory, mongo_url: str
 ) -> None:
-    workers = start_workers(3, **TIMERS)
-    await until(lambda: len(leaders(workers)) == 1, 10)
-    stalled = next(w for w in workers if w.log_path.stem == leaders(workers)[0])
+    workers = await start_workers(3, **TIMERS)
+    await until(one_leader(workers), 10)
+    stalled = await the_leader(workers)
     others = [w for w in workers if w is not stalled]
     stalled.process.send_signal(signal.SIGSTOP)
     try:
-        await until(lambda: len(leaders(others)) == 1, 10)
+        await until(one_leader(others), 10)
         took_over_at = time.time()
         # Work for a sweeper: REST-only subjects that go quiet while the ex-leader is stopped.
         accounts = [await register(others[0].url, f"quiet{i}") for i in range(5)]
@@ -124,14 +135,14 @@ async def test_a_stalled_ex_leader_writes_nothing_after_another_took_over(
         d for d in swept if d["sweptBy"] == stalled_id and d["sweptAt"].timestamp() > took_over_at
     ]
     assert late == []
-    assert len(leaders(workers)) == 1
+    assert len(await leaders(workers)) == 1
     assert stalled.process.poll() is None
 
 
 async def test_a_quiet_rest_only_subject_is_swept_once_with_its_real_last_seen(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[1].url, auth={"token": two.token})
@@ -157,7 +168,7 @@ async def test_a_quiet_rest_only_subject_is_swept_once_with_its_real_last_seen(
 async def test_kill_9_of_the_worker_holding_the_only_connection_takes_the_subject_offline(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(3, **TIMERS)
+    workers = await start_workers(3, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[1].url, auth={"token": two.token})
@@ -200,9 +211,9 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
     workers = [start_worker(env, tmp_path, f"w{i}") for i in range(3)]
     try:
         for worker in workers:
-            wait_healthy(worker)
-        await until(lambda: len(leaders(workers)) == 1, 10)
-        leader = next(w for w in workers if w.log_path.stem == leaders(workers)[0])
+            await until_healthy(worker)
+        await until(one_leader(workers), 10)
+        leader = await the_leader(workers)
         others = [w for w in workers if w is not leader]
         one, two = await pair(others[0].url)
         client = Listener("one")
@@ -214,13 +225,17 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
 
         leader.process.send_signal(signal.SIGKILL)
         leader.process.wait()
-        await until(lambda: len(leaders(others)) == 1, 10)
+        await until(one_leader(others), 10)
         await asyncio.sleep(2.0)
 
         own_redis.kill()
         await asyncio.sleep(1.0)
         own_redis.start()
-        await until(lambda: http("GET", others[1].url + "/readyz")[0] == 200, 30)
+
+        async def ready() -> bool:
+            return (await call("GET", others[1].url + "/readyz"))[0] == 200
+
+        await until(ready, 30)
         await asyncio.sleep(3.0)  # re-registration, and sweeps by whoever leads now
 
         assert [s["isOnline"] for s in listener.statuses_of(one.id)] in ([], [True])
@@ -229,7 +244,7 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
         )
         assert status == 200 and body["data"]["users"][0]["isOnline"] is True
         assert client.client.connected
-        assert sum(metric(w, "presence_maintenance_runs_total") for w in others) > 0
+        assert await total(others, "presence_maintenance_runs_total") > 0
         await client.close()
         await listener.close()
     finally:
@@ -240,7 +255,7 @@ async def test_a_connected_subject_is_never_swept_across_sweeps_failover_and_red
 async def test_graceful_shutdown_with_a_reconnect_elsewhere_sends_no_flap(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(3, **{**TIMERS, "offline_grace_s": "2"})
+    workers = await start_workers(3, **{**TIMERS, "offline_grace_s": "2"})
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[2].url, auth={"token": two.token})

@@ -3,9 +3,7 @@ resume once Redis is back (Redis is really killed and restarted)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,9 @@ import pytest
 from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import service_env
 from tests.support.accounts import call, conversation, register
-from tests.support.processes import WorkerProcess, clean_env, http, start_worker, wait_healthy
+from tests.support.processes import WorkerProcess, clean_env, scrape, start_worker, until_healthy
 from tests.support.sio import Listener
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -25,18 +24,16 @@ def own_redis() -> Iterator[Server]:
     server.cleanup()
 
 
-def ready(worker: WorkerProcess) -> tuple[int, dict[str, str]]:
-    status, body = http("GET", worker.url + "/readyz")
+async def ready(worker: WorkerProcess) -> tuple[int, dict[str, str]]:
+    status, body = await call("GET", worker.url + "/readyz")
     return status, body["data"]
 
 
-async def until(check: object, timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if check():  # type: ignore[operator]
-            return time.monotonic() - started
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not true after {timeout_s} s")
+def ready_is(worker: WorkerProcess, status: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await ready(worker))[0] == status
+
+    return check
 
 
 async def test_deaf_listener_is_reported_and_broadcasts_resume_after_redis_returns(
@@ -46,29 +43,26 @@ async def test_deaf_listener_is_reported_and_broadcasts_resume_after_redis_retur
     workers = [start_worker(env, tmp_path, f"w{i}") for i in range(2)]
     try:
         for worker in workers:
-            wait_healthy(worker)
+            await until_healthy(worker)
         for worker in workers:
-            await until(lambda w=worker: ready(w)[0] == 200, 10)
-        assert ready(workers[1]) == (200, {"redis": "ok", "mongodb": "ok", "pubsub": "ok"})
+            await until(ready_is(worker, 200), 10, 0.2)
+        assert await ready(workers[1]) == (200, {"redis": "ok", "mongodb": "ok", "pubsub": "ok"})
 
         own_redis.kill()
-        await until(lambda: ready(workers[1])[1].get("pubsub") == "down", 15)
-        status, checks = ready(workers[1])
+
+        async def deaf() -> bool:
+            return (await ready(workers[1]))[1].get("pubsub") == "down"
+
+        await until(deaf, 15, 0.2)
+        status, checks = await ready(workers[1])
         assert status == 503 and checks["redis"] == "down"
-        metrics = http("GET", workers[1].url + "/metrics")[1]
-        assert "presence_pubsub_deaf 1.0" in metrics
+        assert await scrape(workers[1].url, "presence_pubsub_deaf") == 1
         assert workers[0].process.poll() is None and workers[1].process.poll() is None
 
         own_redis.start()
-        recovered = await until(lambda: ready(workers[1])[0] == 200, 40)
-        await until(lambda: ready(workers[0])[0] == 200, 40)
-        metrics = http("GET", workers[1].url + "/metrics")[1]
-        episodes = [
-            float(line.split()[1])
-            for line in str(metrics).splitlines()
-            if line.startswith("presence_pubsub_deaf_episodes_total ")
-        ]
-        assert episodes and episodes[0] >= 1
+        recovered = await until(ready_is(workers[1], 200), 40, 0.2)
+        await until(ready_is(workers[0], 200), 40, 0.2)
+        assert await scrape(workers[1].url, "presence_pubsub_deaf_episodes_total") >= 1
 
         one, two = await register(workers[0].url, "one"), await register(workers[0].url, "two")
         await conversation(workers[0].url, two, [one], "room")

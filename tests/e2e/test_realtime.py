@@ -73,7 +73,7 @@ def test_stock_javascript_client_hears_one_online_and_one_offline(
     node = shutil.which("node")
     assert node is not None, "Node.js is required for the interop test"
     assert (JS_DIR / "node_modules" / "socket.io-client").exists(), "run scripts/test-services.sh"
-    workers = start_workers(2, **TIMERS)
+    workers = asyncio.run(start_workers(2, **TIMERS))
     one, two = asyncio.run(pair(workers[0].url))
     result = subprocess.run(
         [node, str(JS_DIR / "broadcast.mjs")],
@@ -109,7 +109,7 @@ def test_stock_javascript_client_hears_one_online_and_one_offline(
 async def test_python_clients_on_different_workers_hear_each_transition_once(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(3, **TIMERS)
+    workers = await start_workers(3, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[1].url, auth={"token": two.token})
@@ -147,7 +147,7 @@ async def test_python_clients_on_different_workers_hear_each_transition_once(
 async def test_multi_tab_across_workers_goes_offline_only_with_the_last_tab(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[0].url, auth={"token": two.token})
@@ -173,7 +173,7 @@ async def test_multi_tab_across_workers_goes_offline_only_with_the_last_tab(
 async def test_a_reload_within_the_grace_period_sends_nothing(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[0].url, auth={"token": two.token})
@@ -194,7 +194,7 @@ async def test_a_reload_within_the_grace_period_sends_nothing(
 async def test_anonymous_participants_are_announced_to_their_conversation(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     host = await register(workers[0].url, "host")
     cid = await conversation(workers[0].url, host, [], "open")
     status, body = await call(
@@ -223,7 +223,7 @@ async def test_anonymous_participants_are_announced_to_their_conversation(
 async def test_invisible_looks_offline_to_others_everywhere_but_not_to_itself(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[1].url, auth={"token": two.token})
@@ -267,7 +267,7 @@ async def test_invisible_looks_offline_to_others_everywhere_but_not_to_itself(
 
 
 async def test_heartbeat_and_conversation_join(start_workers: WorkersFactory) -> None:
-    workers = start_workers(1, **TIMERS)
+    workers = await start_workers(1, **TIMERS)
     one, two = await pair(workers[0].url)
     third = await register(workers[0].url, "third")
     cid = await conversation(workers[0].url, third, [one], "later")
@@ -291,7 +291,7 @@ async def test_heartbeat_and_conversation_join(start_workers: WorkersFactory) ->
 async def test_long_polling_works_when_the_worker_keeps_the_session(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(1, **TIMERS)
+    workers = await start_workers(1, **TIMERS)
     one, two = await pair(workers[0].url)
     listener = Listener("two")
     await listener.connect(workers[0].url, auth={"token": two.token}, transports=["polling"])
@@ -309,7 +309,7 @@ async def test_long_polling_works_when_the_worker_keeps_the_session(
 async def test_headers_authenticate_non_browser_clients(
     start_workers: WorkersFactory, transport: str
 ) -> None:
-    workers = start_workers(1, **TIMERS)
+    workers = await start_workers(1, **TIMERS)
     one, _ = await pair(workers[0].url)
     client = Listener("one")
     await client.connect(workers[0].url, headers=one.bearer, transports=[transport])
@@ -321,7 +321,7 @@ async def test_headers_authenticate_non_browser_clients(
 async def test_a_live_connection_is_activity_through_the_transport_heartbeat(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(
+    workers = await start_workers(
         1,
         **{
             **TIMERS,
@@ -348,7 +348,7 @@ async def test_a_live_connection_is_activity_through_the_transport_heartbeat(
 async def test_a_full_worker_refuses_new_connections_cleanly(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(1, **{**TIMERS, "max_connections": "1"})
+    workers = await start_workers(1, **{**TIMERS, "max_connections": "1"})
     one, two = await pair(workers[0].url)
     first = Listener("first")
     await first.connect(workers[0].url, auth={"token": one.token})

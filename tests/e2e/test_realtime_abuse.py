@@ -43,7 +43,7 @@ async def presence_of(base: str, viewer: Account, subject_id: str) -> dict[str, 
 async def test_auth_matrix_refuses_without_any_presence_side_effect(
     start_workers: WorkersFactory, mongo_url: str
 ) -> None:
-    workers = start_workers(2, **TIMERS)
+    workers = await start_workers(2, **TIMERS)
     base = workers[0].url
     one, two = await register(base, "one"), await register(base, "two")
     three = await register(base, "three")
@@ -131,7 +131,7 @@ def rss_kib(pid: int) -> int:
 async def test_malformed_events_get_errors_or_a_disconnect_and_the_worker_lives(
     start_workers: WorkersFactory,
 ) -> None:
-    workers = start_workers(1, **TIMERS)
+    workers = await start_workers(1, **TIMERS)
     worker = workers[0]
     pid = worker.process.pid
     one, two = await register(worker.url, "one"), await register(worker.url, "two")

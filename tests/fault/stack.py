@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from devstack.database import DatabaseHost, mongo_url_of
 from devstack.servers import Server, redis_server, redis_url_of
 from tests.conftest import JWT_SECRET
-from tests.support.processes import WorkerProcess, clean_env, start_worker, wait_healthy
+from tests.support.processes import (
+    WorkerProcess,
+    clean_env,
+    scrape,
+    start_worker,
+    until_healthy,
+)
 
 # Shrunk timers (SPEC §7 names): failure detection in seconds, as in Phoenix's NodeCase.
 FAST_TIMERS = {
@@ -58,17 +63,18 @@ class Stack:
             **{**FAST_TIMERS, **self.settings},
         )
 
-    def start_worker(self, name: str) -> WorkerProcess:
-        """Start a worker; it joins the pool once healthy, as behind a health-checking balancer."""
+    async def start_worker(self, name: str) -> WorkerProcess:
+        """Start a worker; it joins the pool once healthy, as behind a health-checking balancer.
+        The load the test runs meanwhile keeps running."""
         self.draining.add(name)
         worker = start_worker(self.env, self.log_dir, name)
         self.workers[name] = worker
-        wait_healthy(worker)
+        await until_healthy(worker)
         self.draining.discard(name)
         return worker
 
-    def start_workers(self, count: int) -> list[WorkerProcess]:
-        return [self.start_worker(f"w{i}") for i in range(count)]
+    async def start_workers(self, count: int) -> list[WorkerProcess]:
+        return [await self.start_worker(f"w{i}") for i in range(count)]
 
     def urls(self) -> list[str]:
         return [
@@ -90,7 +96,8 @@ class Stack:
         worker.process.wait()
 
     def terminate(self, name: str) -> float:
-        """Drain, SIGTERM and wait; seconds the graceful shutdown took."""
+        """Drain, SIGTERM and wait; seconds the graceful shutdown took. (Blocking: async tests
+        run it in a thread.)"""
         self.draining.add(name)
         started = time.monotonic()
         self.workers[name].stop()
@@ -145,16 +152,3 @@ def start_stack(log_dir: Path, database: DatabaseHost, **settings: str) -> Stack
     mongo.start()
     extra = {f"PRESENCE_{k.upper()}": v for k, v in settings.items()}
     return Stack(log_dir, redis, mongo, extra)
-
-
-async def scrape(url: str, name: str, **labels: str) -> float:
-    """The sum of one series of a worker's ``/metrics`` over the label sets matching ``labels``
-    (0 when absent), parsed by prometheus_client's own parser."""
-    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )

@@ -22,8 +22,9 @@ import socketio
 from tests.conftest import JWT_SECRET
 from tests.fault.report import Row
 from tests.fault.sideeffects import Watch
-from tests.fault.stack import Stack, scrape
+from tests.fault.stack import Stack
 from tests.support.accounts import call, conversation, register
+from tests.support.processes import scrape
 from tests.support.sio import Listener
 
 QUIET = {
@@ -195,7 +196,7 @@ async def test_jwt_matrix_refused_without_side_effects(stack: Stack, row: Row) -
         stack.settings[f"PRESENCE_{name.upper()}"] = value
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "100000"
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ACCOUNT"] = "100000"
-    workers = stack.start_workers(1)
+    workers = await stack.start_workers(1)
     url = workers[0].url
     victim, inactive = await register(url, "victim"), await register(url, "inactive")
     client = stack.mongo_client()
@@ -229,7 +230,7 @@ async def test_forged_and_stale_session_tokens_refused_without_side_effects(
     for name, value in QUIET.items():
         stack.settings[f"PRESENCE_{name.upper()}"] = value
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "100000"
-    workers = stack.start_workers(1)
+    workers = await stack.start_workers(1)
     url = workers[0].url
     owner = await register(url, "owner")
     cid = await conversation(url, owner, [], "guests")
@@ -318,7 +319,7 @@ async def test_rate_limits_hold_across_workers(stack: Stack, row: Row) -> None:
     )
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "6"
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ACCOUNT"] = "4"
-    urls = [w.url for w in stack.start_workers(2)]
+    urls = [w.url for w in await stack.start_workers(2)]
     victim, bystander = await register(urls[0], "victim"), await register(urls[0], "bystander")
     email = "victim@example.test"
 
@@ -375,7 +376,7 @@ async def test_presence_is_private_to_shared_conversations(stack: Stack, row: Ro
         " offline and never his manual status, through REST, room presence, snapshot,"
         " presence:state and user:status; bob sees his own invisible"
     )
-    urls = [w.url for w in stack.start_workers(2)]
+    urls = [w.url for w in await stack.start_workers(2)]
     alice, bob, carol = [await register(urls[0], n) for n in ("alice", "bob", "carol")]
     cid = await conversation(urls[0], alice, [bob], "private")
     carol_cid = await conversation(urls[0], carol, [], "alone")

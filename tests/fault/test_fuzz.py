@@ -23,7 +23,7 @@ from presence.api.openapi import document
 from tests.fault.report import Row
 from tests.fault.stack import Stack
 from tests.fault.truth import presence_view
-from tests.support.accounts import Account, conversation, register
+from tests.support.accounts import Account, call, conversation, register
 from tests.support.processes import http
 from tests.support.sio import Listener
 
@@ -66,7 +66,7 @@ def test_every_operation_of_the_openapi_document_under_schemathesis(stack: Stack
     )
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "100000"
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ACCOUNT"] = "100000"
-    worker = stack.start_worker("w0")
+    worker = asyncio.run(stack.start_worker("w0"))
     pid = worker.process.pid
     headers, _ = admin_token(stack, worker.url)
     schema = schemathesis.openapi.from_dict(document())
@@ -165,7 +165,7 @@ async def test_random_and_truncated_socketio_frames_leave_the_worker_alive(
 
     collect()
 
-    worker = stack.start_worker("w0")
+    worker = await stack.start_worker("w0")
     pid = worker.process.pid
     fuzzer, bystander = (
         await register(worker.url, "fuzzer"),
@@ -184,7 +184,7 @@ async def test_random_and_truncated_socketio_frames_leave_the_worker_alive(
     await asyncio.sleep(1)
     after = (await presence_view(worker.url, viewer, [bystander]))[bystander.id]
     assert worker.process.pid == pid and worker.process.poll() is None
-    assert http("GET", worker.url + "/healthz")[0] == 200
+    assert (await call("GET", worker.url + "/healthz"))[0] == 200
     assert watcher.client.connected
     assert "Traceback" not in worker.output(), "a malformed frame was logged as a crash"
     assert (after["isOnline"], after["status"]) == (before["isOnline"], before["status"])

@@ -107,7 +107,7 @@ async def test_redis_killed_and_restarted_during_load(stack: Stack, row: Row) ->
         " every worker; no lastActiveAt moves back, none older than last served request minus one"
         " throttle window"
     )
-    stack.start_workers(3)
+    await stack.start_workers(3)
     pids = stack.pids()
     base = stack.urls()[0]
     rest = await accounts(base, 12, "rest")
@@ -204,7 +204,7 @@ async def test_mongodb_stopped_for_ten_seconds_during_load(stack: Stack, row: Ro
         " recovery every subject active during the outage has lastActiveAt within one throttle"
         " window of its last served request, never in the future"
     )
-    stack.start_workers(3)
+    await stack.start_workers(3)
     base = stack.urls()[0]
     subjects = await accounts(base, 15, "rest")
     truth = Truth()

@@ -112,7 +112,7 @@ async def test_slow_consumer_and_connection_flood(stack: Stack, row: Row) -> Non
         " rest connect; the worker process is the same"
     )
     stack.settings["PRESENCE_MAX_CONNECTIONS"] = str(MAX_CONNECTIONS)
-    worker = stack.start_worker("w0")
+    worker = await stack.start_worker("w0")
     pid = worker.process.pid
     togglers = await accounts(worker.url, 20, "toggle")
     slow, normal = await register(worker.url, "slow"), await register(worker.url, "normal")

@@ -62,7 +62,7 @@ async def test_kill_9_of_a_worker_during_a_connect_storm(stack: Stack, row: Row)
         "after the crash bound, Redis registers exactly the truth's open sessions and nothing of"
         " w0 (no ghosts); every subject is online; subjects with a tab elsewhere hear no offline"
     )
-    stack.start_workers(3)
+    await stack.start_workers(3)
     base = stack.urls()[-1]
     multi = await accounts(base, 10, "multi")
     single = await accounts(base, 20, "single")
@@ -129,8 +129,8 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
         " window of their last served request; socket subjects' lastActiveAt no older than the"
         " restart"
     )
-    stack.start_workers(3)
-    stack.start_worker("w3")
+    await stack.start_workers(3)
+    await stack.start_worker("w3")
 
     def load_urls() -> list[str]:
         return [u for u in stack.urls() if u != stack.workers["w3"].url]
@@ -161,7 +161,7 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
     shutdowns = []
     for name in ("w0", "w1", "w2"):
         shutdowns.append(await asyncio.to_thread(stack.terminate, name))
-        await asyncio.to_thread(stack.start_worker, name)
+        await stack.start_worker(name)
         await asyncio.sleep(1)
     await asyncio.sleep(GRACE_S + 1)
     # Last the watcher's own worker, while a second watcher listens on a restarted one.
@@ -170,7 +170,7 @@ async def test_rolling_sigterm_restart_under_load(stack: Stack, row: Row) -> Non
     await relay.wait_for("presence:snapshot")
     relay_from = len(relay.events("user:status"))
     shutdowns.append(await asyncio.to_thread(stack.terminate, "w3"))
-    await asyncio.to_thread(stack.start_worker, "w3")
+    await stack.start_worker("w3")
     await asyncio.sleep(GRACE_S + 1)
     row.measure("graceful shutdowns took " + ", ".join(f"{s:.1f}" for s in shutdowns) + " s")
     gaps = [g for s in sockets for g in truth.gaps(s.id)]

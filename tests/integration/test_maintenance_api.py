@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 import pytest
 
 from presence.app import MAINTENANCE
 from presence.domain import SubjectKind, SubjectRef
 from tests.conftest import ClusterFactory
+from tests.support.waiting import until
 
 ENDPOINTS = [
     ("GET", "/maintenance/stats", None),
@@ -53,29 +54,40 @@ async def test_reset_zeroes_the_counters_cluster_wide_and_counting_goes_on(
             )
             assert resp.status == 200, i
     await cluster.settle()
-    await asyncio.sleep(0.5)
-    data = (
-        await (await cluster[0].client.get("/maintenance/status-metrics", headers=admin)).json()
-    )["data"]
-    assert (data["totalRequests"], data["successfulUpdates"], data["cacheSize"]) == (9, 3, 3)
+
+    async def figures(w: int, *names: str) -> tuple[Any, ...]:
+        resp = await cluster[w].client.get("/maintenance/status-metrics", headers=admin)
+        data = (await resp.json())["data"]
+        return tuple(data[n] for n in names)
+
+    # Cluster-wide within 1 s of the last request (SPEC §5).
+    async def all_counted() -> bool:
+        found = await figures(0, "totalRequests", "successfulUpdates", "cacheSize")
+        return found == (9, 3, 3)
+
+    await until(all_counted, 1.0, what="9 requests, 3 writes, 3 windows")
 
     resp = await cluster[2].client.post("/maintenance/status-metrics/reset", headers=admin)
     assert resp.status == 200
-    await asyncio.sleep(0.5)
-    for w in range(3):
-        data = (
-            await (await cluster[w].client.get("/maintenance/status-metrics", headers=admin)).json()
-        )["data"]
-        assert data["totalRequests"] == data["throttledRequests"] == 0
-        assert data["throttleRate"] == 0
-        assert data["cacheSize"] == 3  # subjects still inside their windows
+
+    async def zeroed_everywhere() -> bool:
+        return all(
+            [
+                await figures(w, "totalRequests", "throttledRequests", "throttleRate", "cacheSize")
+                == (0, 0, 0, 3)  # subjects still inside their windows
+                for w in range(3)
+            ]
+        )
+
+    await until(zeroed_everywhere, 1.0, what="zeroed counters on every worker")
     await cluster[1].client.get("/api/users/me", headers={"Authorization": f"Bearer {tokens[0]}"})
     await cluster.settle()
-    await asyncio.sleep(0.5)
-    data = (
-        await (await cluster[0].client.get("/maintenance/status-metrics", headers=admin)).json()
-    )["data"]
-    assert (data["totalRequests"], data["throttledRequests"], data["throttleRate"]) == (1, 1, 100.0)
+
+    async def counting_again() -> bool:
+        found = await figures(0, "totalRequests", "throttledRequests", "throttleRate")
+        return found == (1, 1, 100.0)
+
+    await until(counting_again, 1.0, what="one throttled request after the reset")
 
 
 async def test_stats_are_read_from_the_live_cluster(make_cluster: ClusterFactory) -> None:
@@ -87,10 +99,8 @@ async def test_stats_are_read_from_the_live_cluster(make_cluster: ClusterFactory
     for w in range(3):
         await cluster[w].c.registry.heartbeat()
     leaders = [w.app[MAINTENANCE].lease for w in cluster.workers]
-    for _ in range(50):  # the election runs on start-up
-        if any(lease.held for lease in leaders):
-            break
-        await asyncio.sleep(0.1)
+    # The election runs on start-up.
+    await until(lambda: any(lease.held for lease in leaders), 5.0, what="a leader")
     data = (await (await cluster[1].client.get("/maintenance/stats", headers=admin)).json())["data"]
     leader = data.pop("leader")
     assert data == {

@@ -1,7 +1,11 @@
-"""Workers as real ``presence serve`` processes."""
+"""Workers as real ``presence serve`` processes, and reading them over HTTP.
+
+Async tests use the coroutines (:func:`until_healthy`, :func:`scrape`): a blocking call there
+would stall every socket client and load generator the test runs in the same loop."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +16,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.servers import free_port
 
@@ -93,3 +100,35 @@ def wait_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
             pass
         time.sleep(0.05)
     raise AssertionError(f"no /healthz after {timeout_s} s:\n{worker.output()[-3000:]}")
+
+
+async def until_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
+    """Seconds until ``/healthz`` answered 200, without blocking the event loop."""
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while time.monotonic() - started < timeout_s:
+            if worker.process.poll() is not None:
+                raise AssertionError(f"worker exited:\n{worker.output()[-3000:]}")
+            try:
+                async with session.get(worker.url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no /healthz after {timeout_s} s:\n{worker.output()[-3000:]}")
+
+
+async def scrape(url: str, name: str, **labels: str) -> float:
+    """The sum of one series of a worker's ``/metrics`` over the label sets matching ``labels``
+    (0 when absent), parsed by prometheus_client's own parser."""
+    async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
