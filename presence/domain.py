@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -142,6 +143,13 @@ class DomainError(Exception):
 
 class InvalidInput(DomainError):
     code = "invalid_input"
+
+
+def has_control_characters(value: str) -> bool:
+    """Whether ``value`` holds a control character (NUL, escapes, line breaks...): never part
+    of a name, an address or an id, and some MongoDB-compatible servers cannot even query a
+    string with NUL in it."""
+    return any(unicodedata.category(c) == "Cc" for c in value)
 
 
 class Unauthorized(DomainError):

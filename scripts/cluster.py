@@ -40,6 +40,8 @@ class Topology:
     pids: dict[str, int] = field(default_factory=dict)
     mongo_debug_port: int | None = None
     postgres_dir: str | None = None
+    # The servers' data folders (under the system's temporary folder), removed by stop().
+    workdirs: list[str] = field(default_factory=list)
     admin_token: str = ""
     # The processes, when this Python process started them (not saved).
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -157,6 +159,7 @@ def _start_all(
     redis.detach = True
     for name, server in (("redis", redis), ("mongo", mongo)):
         server.log_path = run_dir / server.log_path.name
+        topology.workdirs.append(str(server.workdir))
         server.start()
         assert server.process is not None
         topology.pids[name] = server.process.pid
@@ -255,10 +258,11 @@ def stop(run_dir: Path, topology: Topology | None = None) -> None:
     state = run_dir / "state.json"
     if topology is not None:
         pids = dict(topology.pids)
-        postgres_dir = topology.postgres_dir
+        folders = [topology.postgres_dir, *topology.workdirs]
     elif state.exists():
         saved = json.loads(state.read_text())
-        pids, postgres_dir = saved["pids"], saved.get("postgres_dir")
+        pids = saved["pids"]
+        folders = [saved.get("postgres_dir"), *saved.get("workdirs", [])]
     else:
         print(f"cluster: nothing running in {run_dir}")
         return
@@ -267,8 +271,9 @@ def stop(run_dir: Path, topology: Topology | None = None) -> None:
     for name in ["nginx", *workers, "redis", "mongo", "postgres"]:
         if name in pids:
             _stop_one(name, pids[name], processes.get(name))
-    if postgres_dir is not None:
-        shutil.rmtree(postgres_dir, ignore_errors=True)
+    for folder in folders:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     state.unlink(missing_ok=True)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from presence.domain import InvalidInput
+from presence.domain import InvalidInput, has_control_characters
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,63}$")
 
@@ -34,6 +34,8 @@ def text(body: dict[str, Any], name: str, *, min_len: int = 1, max_len: int = 20
     value = value.strip()
     if not min_len <= len(value) <= max_len:
         raise InvalidInput(f"{name} must be {min_len} to {max_len} characters long")
+    if has_control_characters(value):
+        raise InvalidInput(f"{name} must not contain control characters")
     return value
 
 
@@ -63,8 +65,10 @@ def boolean(body: dict[str, Any], name: str) -> bool:
 
 def string_list(body: dict[str, Any], name: str, *, max_items: int) -> list[str]:
     value = body.get(name)
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InvalidInput(f"{name} must be a list of non-empty strings")
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and v and not has_control_characters(v) for v in value
+    ):
+        raise InvalidInput(f"{name} must be a list of non-empty strings without control characters")
     if len(value) > max_items:
         raise InvalidInput(f"{name} has more than {max_items} items")
     return list(value)
@@ -83,6 +87,6 @@ def optional_seconds(body: dict[str, Any], name: str, *, low: float, high: float
 
 def path_id(request: web.Request, name: str) -> str:
     value = request.match_info[name]
-    if not 1 <= len(value) <= 64:
+    if not 1 <= len(value) <= 64 or has_control_characters(value):
         raise InvalidInput(f"{name} is not a valid id")
     return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from presence.domain import ManualStatus
+from presence.domain import ManualStatus, has_control_characters
 
 MAX_TOKEN_CHARS = 4096
 MAX_ID_CHARS = 64
@@ -39,9 +39,15 @@ def _object(args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _string(value: Any, name: str, max_chars: int, code: str = "invalid_payload") -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= max_chars
+        or has_control_characters(value)
+    ):
         raise InvalidPayload(
-            f"{name} must be a non-empty string of at most {max_chars} chars", code
+            f"{name} must be a non-empty string of at most {max_chars} characters,"
+            " without control characters",
+            code,
         )
     return value
 

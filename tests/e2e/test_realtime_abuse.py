@@ -150,6 +150,7 @@ async def test_malformed_events_get_errors_or_a_disconnect_and_the_worker_lives(
         ("presence:set", "online", "invalid_payload"),
         ("conversation:join", {}, "invalid_payload"),
         ("conversation:join", {"conversationId": "x" * 1000}, "invalid_payload"),
+        ("conversation:join", {"conversationId": "a\u0000b"}, "invalid_payload"),
         ("conversation:join", {"conversationId": "nope"}, "not_found"),
         ("heartbeat", {"clientTime": []}, "invalid_payload"),
         ("no-such-event", {}, "unknown_event"),

@@ -36,10 +36,28 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
                 {"username": "x", "email": "not-an-email", "password": "password-1"},
                 {"username": "x", "email": "x@example.test", "password": "short"},
                 {"username": "", "email": "x@example.test", "password": "password-1"},
+                # Control characters are never part of a name or an address (and a NUL in a
+                # query string is an error on some MongoDB-compatible servers, not a miss).
+                {"username": "x\u0000y", "email": "x@example.test", "password": "password-1"},
+                {"username": "x", "email": "x\u0000@example.test", "password": "password-1"},
             ],
         ),
-        ("POST", "/api/auth/login", {}, [{"email": 5, "password": "p"}, {"email": "a@b.c"}]),
-        ("POST", f"/api/anonymous/join/{link}", {}, [{}, {"nickname": ["x"]}, {"nickname": ""}]),
+        (
+            "POST",
+            "/api/auth/login",
+            {},
+            [
+                {"email": 5, "password": "p"},
+                {"email": "a@b.c"},
+                {"email": "\u00ca\u0000\u0090@b.c", "password": "password-1"},
+            ],
+        ),
+        (
+            "POST",
+            f"/api/anonymous/join/{link}",
+            {},
+            [{}, {"nickname": ["x"]}, {"nickname": ""}, {"nickname": "line\nbreak"}],
+        ),
         ("PUT", "/api/users/me/status", user, [{}, {"status": "busy"}, {"status": 1}]),
         (
             "POST",
@@ -50,6 +68,8 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
                 {"title": "t", "memberIds": "abc"},
                 {"title": 3, "memberIds": []},
                 {"title": "t", "memberIds": ["nobody"]},
+                {"title": "t", "memberIds": ["\u0000"]},
+                {"title": "t\u001b[31m", "memberIds": []},
             ],
         ),
         (
@@ -82,6 +102,7 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
         ("GET", "/api/users/presence", user, 400),
         ("GET", "/api/users/presence?ids=", user, 400),
         ("GET", "/api/conversations/" + "x" * 65 + "/presence", user, 400),
+        ("GET", "/api/conversations/x%00y/presence", user, 400),
         ("GET", "/api/nothing-here", {}, 404),
         ("DELETE", "/api/users/me", user, 405),
         ("GET", "/api/users/me", {"Authorization": "Basic abc"}, 401),
