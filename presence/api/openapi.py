@@ -151,7 +151,11 @@ def _op(
 
 
 def _path_param(name: str) -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": _STR}
+    # What parsing.path_id accepts; anything else is a 400.
+    schema = {"type": "string", "minLength": 1, "maxLength": 64}
+    description = "an id: 1 to 64 characters, no control characters"
+    return {"name": name, "in": "path", "required": True, "schema": schema,
+            "description": description}  # fmt: skip
 
 
 PATHS: dict[str, Schema] = {
@@ -289,7 +293,7 @@ PATHS: dict[str, Schema] = {
                     ),
                     "presence",
                 ),
-                **_errors(401, 403, 404),
+                **_errors(400, 401, 403, 404),
             },
             security=_ANY_AUTH,
             parameters=[_path_param("conversationId")],
