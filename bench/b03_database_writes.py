@@ -142,13 +142,16 @@ def run(stack: Stack, quick: bool) -> Result:
     result.metric("(c) write-through baseline: writes the database completed", "count", [through])
     # Per request, what each variant asked of the database.
     reduction = 1 - (attempts_b / requests_b) / (attempts_c / requests_c) if attempts_c else 0.0
+    # The exact lower bound: each user's first request in the window writes, no other does.
+    # The original's "~98 % fewer" assumed ≥ 50 requests per user per window.
+    bound = 1 - users / requests_b if requests_b else 0.0
     result.metric(
         "(b) vs (c): fewer writes",
         "%",
         [reduction * 100],
         kind="ratio",
-        target="≥ 98 % over a full window" if not quick else "",
-        met=None if quick else reduction >= 0.98,
+        target=f"= 1 − U / requests = {bound * 100:.1f} % over a full window" if not quick else "",
+        met=None if quick else reduction >= bound - 0.001,
     )
     result.notes.append(
         f"(b) {throttled} writes for {requests_b} requests in {seconds:.0f} s; the write-through "

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from devstack.servers import ROOT
 from tests.conftest import JWT_SECRET, service_env
 from tests.support.processes import clean_env, http, start_worker, wait_healthy
 
@@ -140,3 +141,19 @@ def test_operator_commands_explain_what_they_need(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "presence: configuration error: PRESENCE_PORT: expected an integer, got 'http'"
     ]
+
+
+def test_the_test_database_probe_measures_what_the_readme_quotes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.probe"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("test database: ")
+    measured = [line for line in lines if "/s, p50 " in line]
+    assert len(measured) == 6, done.stdout
