@@ -146,27 +146,8 @@ class Postgres:
         if as_user:
             for path in (self.folder, self.socket_dir):
                 shutil.chown(path, "postgres", "postgres")
+        self._initdb(as_user)
         log_path = self.folder / "postgres.log"
-        fresh = not (self.data_dir / "PG_VERSION").exists()
-        if fresh:
-            initdb = subprocess.run(
-                [
-                    str(self.bindir / "initdb"),
-                    "--pgdata",
-                    str(self.data_dir),
-                    "--username=postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-sync",
-                ],
-                capture_output=True,
-                text=True,
-                cwd=self.folder,
-                check=False,
-                **as_user,
-            )
-            if initdb.returncode != 0:
-                raise DatabaseError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
         settings = {
             "listen_addresses": "",  # the Unix socket only
             "unix_socket_directories": str(self.socket_dir),
@@ -196,8 +177,30 @@ class Postgres:
                 self.stop()
                 raise DatabaseError(f"PostgreSQL did not start:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.05)
-        if fresh:
-            self.sql(PUSHDOWN_INDEXES, database="template1")
+        self.sql(PUSHDOWN_INDEXES, database="template1")
+
+    def _initdb(self, as_user: dict[str, Any]) -> None:
+        # Always a new cluster: test data never outlives its run, and a folder left by a
+        # killed run (its postmaster.pid, its databases) cannot get in the way.
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        initdb = subprocess.run(
+            [
+                str(self.bindir / "initdb"),
+                "--pgdata",
+                str(self.data_dir),
+                "--username=postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=self.folder,
+            check=False,
+            **as_user,
+        )
+        if initdb.returncode != 0:
+            raise DatabaseError(f"initdb failed:\n{initdb.stdout}\n{initdb.stderr}")
 
     def _ready(self) -> bool:
         probe = subprocess.run(

@@ -145,8 +145,8 @@ def _start_all(
     topology: Topology, database: DatabaseHost, nginx: str, worker_settings: dict[str, str]
 ) -> None:
     run_dir = Path(topology.run_dir)
-    # The state file is written before each process starts, so a stop after any failure (or
-    # a `make cluster-stop` after a crash of this script) finds every pid.
+    # The state file is written as soon as each process runs, so a stop after any failure
+    # (or a `make cluster-stop` after a crash of this script) finds every pid.
     database.start()
     if database.postgres is not None:
         topology.postgres_dir = str(database.postgres.folder)
