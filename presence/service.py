@@ -81,6 +81,9 @@ class PresenceService:
         self._connections = connections
         self._listeners: list[StatusListener] = []
         self._count_online = redis.register_script(COUNT_ONLINE)
+        # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
+        # closes), with the moment each happened: (subject, sid) -> epoch seconds.
+        self._unrecorded_closes: dict[tuple[SubjectRef, str], float] = {}
 
     def add_listener(self, listener: StatusListener) -> None:
         """Called with every transition this worker decides (each is decided by one worker)."""
@@ -106,8 +109,26 @@ class PresenceService:
 
     async def disconnect(self, subject: SubjectRef, sid: str) -> None:
         """A connection closed. After the last one, the subject goes offline once the grace
-        period ends without a new connection (see :meth:`finish_graces`)."""
-        await self._connections.disconnect(subject, sid, self._clock.now())
+        period ends without a new connection (see :meth:`finish_graces`).
+
+        Never raises: a close Redis cannot record now is kept, with its own time, and
+        recorded by the grace finisher as soon as Redis answers. A connection that is gone
+        must not stay registered while its worker lives (that is a ghost no sweep removes)."""
+        closed_at = self._clock.now()
+        try:
+            await self._connections.disconnect(subject, sid, closed_at)
+        except RedisError:
+            self._metrics.redis_errors.labels(operation="disconnect").inc()
+            self._unrecorded_closes[(subject, sid)] = closed_at
+
+    async def record_closes(self) -> int:
+        """Record the closes Redis missed, oldest first; returns how many are still waiting."""
+        for (subject, sid), closed_at in sorted(
+            self._unrecorded_closes.items(), key=lambda item: item[1]
+        ):
+            await self._connections.disconnect(subject, sid, closed_at)
+            del self._unrecorded_closes[(subject, sid)]
+        return len(self._unrecorded_closes)
 
     async def reassert(self, connections: Sequence[tuple[SubjectRef, str]]) -> None:
         """Register live connections again after Redis forgot them. Only a subject that was
@@ -167,6 +188,7 @@ class PresenceService:
         while True:
             await asyncio.sleep(GRACE_POLL_S)
             try:
+                await self.record_closes()
                 await self.finish_graces()
             except (RedisError, StoreError):
                 self._metrics.redis_errors.labels(operation="finish_graces").inc()

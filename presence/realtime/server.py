@@ -335,11 +335,7 @@ class RealtimeServer:
         if connection.deadline is not None:
             connection.deadline.cancel()
         if connection.principal is not None and connection.registered:
-            try:
-                await self._presence.disconnect(connection.principal.subject, sid)
-            except RedisError:
-                # The worker's connection set still names it; crash cleanup removes it.
-                self._metrics.redis_errors.labels(operation="disconnect").inc()
+            await self._presence.disconnect(connection.principal.subject, sid)
 
     # -- inbound events ------------------------------------------------------------------------
 
