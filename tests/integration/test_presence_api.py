@@ -10,6 +10,7 @@ from typing import Any
 from presence.domain import PresenceRecord, StatusChange, SubjectKind, SubjectRef
 from tests.conftest import ClusterFactory
 from tests.support.cluster import Cluster
+from tests.support.waiting import until
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -135,13 +136,13 @@ async def test_guests_are_tracked_like_users_and_expired_links_leave_no_trace(
         resp = await cluster[w].client.get("/api/users/me", headers=guest)
         assert resp.status == 200
     await cluster.settle()
-    await asyncio.sleep(0.5)
-    metrics = (
-        await (
-            await cluster[0].client.get("/maintenance/status-metrics", headers=bearer(admin))
-        ).json()
-    )["data"]
-    assert (metrics["totalRequests"], metrics["successfulUpdates"]) == (3, 1)
+
+    async def counted_cluster_wide() -> bool:  # within 1 s of the last request (SPEC §5)
+        resp = await cluster[0].client.get("/maintenance/status-metrics", headers=bearer(admin))
+        metrics = (await resp.json())["data"]
+        return (metrics["totalRequests"], metrics["successfulUpdates"]) == (3, 1)
+
+    await until(counted_cluster_wide, 1.0, what="3 requests and 1 write counted")
     seen = (await presence_in(cluster, 0, bearer(alice), cid))[guest_id]
     assert (seen["isAnonymous"], seen["isOnline"], seen["username"]) == (True, True, "guest")
     assert (await cluster[0].client.get("/api/conversations", headers=guest)).status == 403
