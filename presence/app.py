@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -40,6 +39,7 @@ from presence.service import PresenceService
 from presence.store.base import Store, StoreError
 from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
+from presence.supervisor import Loop, start_supervised
 from presence.throttle import ActivityTracker
 
 log = logging.getLogger(__name__)
@@ -233,19 +233,19 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         if stale:
             log.warning("closed connections of this worker's previous life", extra={"count": stale})
     realtime.start()
-    background: list[Coroutine[Any, Any, None]] = [
-        c.tracker.run_flusher(),
-        c.tracker.run_cache_cleanup(),
-        c.registry.run(),
-        c.presence.run_grace_finisher(),
-        realtime.run_transport_activity(),
-        realtime.run_slow_consumer_check(),
-    ]
+    loops: dict[str, Loop] = {
+        "throttle_flusher": c.tracker.run_flusher,
+        "throttle_cache_cleanup": c.tracker.run_cache_cleanup,
+        "worker_heartbeat": c.registry.run,
+        "grace_finisher": c.presence.run_grace_finisher,
+        "transport_activity": realtime.run_transport_activity,
+        "slow_consumer_check": realtime.run_slow_consumer_check,
+    }
     if realtime.manager is not None:
-        background.append(realtime.manager.run_probe())
+        loops["pubsub_probe"] = realtime.manager.run_probe
     maintenance = app[MAINTENANCE]
-    background += [maintenance.lease.run(), maintenance.sweeper.run()]
-    tasks = [asyncio.create_task(coro) for coro in background]
+    loops.update(maintenance_lease=maintenance.lease.run, sweeper=maintenance.sweeper.run)
+    tasks = start_supervised(loops, c.metrics)
     if indexes is not None:
         tasks.append(indexes)
     log.info("worker started", extra={"settings": repr(c.settings)})

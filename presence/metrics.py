@@ -90,6 +90,12 @@ class Metrics:
             "Live workers seen in the registry (read at scrape time)",
             registry=r,
         )
+        self.task_restarts = Counter(
+            "presence_task_restarts",
+            "Background loops restarted after they crashed or returned, by task",
+            ["task"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "presence_redis_errors", "Redis operations that failed", ["operation"], registry=r
         )
