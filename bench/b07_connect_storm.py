@@ -107,7 +107,13 @@ def run(stack: Stack, quick: bool) -> Result:
             _settle(stack, workers, 0)
         offline = sum(1 for m in log.published() if m.get("event") == "user:status")
         result.repetitions.append(
-            {"phase": "disconnect", "seconds": took, "status_publishes": offline}
+            {
+                "phase": "disconnect",
+                "seconds": took,
+                "status_publishes": offline,
+                # Redis calls the workers could not make (a pool exhausted by the storm, say).
+                "redis_errors": sum(w.metric("presence_redis_errors_total") for w in workers),
+            }
         )
 
         with stack.monitor() as log:
