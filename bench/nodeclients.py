@@ -98,6 +98,7 @@ class NodeClients:
             "connected": sum(r["connected"] for r in replies),
             "reconnects": len(delays),
             "reconnect_ms": delays,
+            "refused_retries": sum(r.get("refusedRetries", 0) for r in replies),
         }
 
     def close(self) -> None:

@@ -1,7 +1,10 @@
 // Many socket.io-client connections, driven by commands on stdin, reporting JSON lines on
 // stdout. Client i authenticates with token TOKENS[i / TABS] (TABS connections per user) and
 // connects to URLS[(i + floor(i / TABS)) % URLS.length], so a user's tabs sit on different
-// workers. A client dropped by its server (not by us) reconnects to the next worker URL.
+// workers. A client dropped by its server (not by us) reconnects to the next worker URL, and
+// when that attempt is refused or times out it tries the next one after a back-off, up to
+// RETRIES times, as socket.io-client's own reconnection would (a first connect is not retried:
+// the storm counts its failures).
 //
 // Commands: "connect", "disconnect", "report", "quit".
 import { readFileSync } from "node:fs";
@@ -18,6 +21,9 @@ const concurrency = Number(env.CONCURRENCY ?? "200");
 
 const clients = new Array(count).fill(null);
 let reconnects = [];
+let refusedRetries = 0; // re-homing attempts that failed and were tried again
+const RETRIES = 10;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 function open(index, urlIndex) {
@@ -45,13 +51,23 @@ function open(index, urlIndex) {
     socket.on("disconnect", (reason) => {
       if (socket.closing) return;
       // The server went away: reconnect elsewhere, as a browser's retry would.
-      const lost = Date.now();
-      open(index, urlIndex + 1).then((ok) => {
-        if (ok) reconnects.push(Date.now() - lost);
-      });
+      rehome(index, urlIndex + 1, Date.now());
     });
     clients[index] = socket;
   });
+}
+
+async function rehome(index, urlIndex, lost) {
+  for (let attempt = 0; attempt <= RETRIES; attempt++) {
+    if (attempt > 0) {
+      refusedRetries += 1;
+      await sleep(Math.min(500 * 2 ** (attempt - 1), 5000));
+    }
+    if (await open(index, urlIndex + attempt)) {
+      reconnects.push(Date.now() - lost);
+      return;
+    }
+  }
 }
 
 async function pool(jobs) {
@@ -89,7 +105,13 @@ function disconnectAll() {
 
 function report() {
   const connected = clients.filter((s) => s && s.connected).length;
-  say({ event: "report", connected, reconnects: reconnects.length, reconnectMs: reconnects });
+  say({
+    event: "report",
+    connected,
+    reconnects: reconnects.length,
+    reconnectMs: reconnects,
+    refusedRetries,
+  });
 }
 
 say({ event: "ready" });
