@@ -29,6 +29,7 @@ from pymongo import AsyncMongoClient, MongoClient
 
 from devstack.balancer import nginx_config
 from devstack.database import DatabaseHost, mongo_url_of
+from devstack.metrics import metric_sum
 from devstack.servers import Server, free_port, redis_server, redis_url_of, wait_for_port
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
@@ -88,14 +89,9 @@ class Worker:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def metric(self, name: str) -> float:
-        """Sum of one Prometheus series family (all label sets) from ``/metrics``."""
+        """Sum of one Prometheus series (all label sets) from ``/metrics``."""
         with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            return metric_sum(resp.read().decode(), name)
 
     def stop(self, kill: bool = False) -> None:
         if self.process.poll() is None:

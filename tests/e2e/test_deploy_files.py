@@ -37,6 +37,36 @@ def test_nginx_accepts_the_generated_configuration(tmp_path: Path) -> None:
     run(tool("nginx", "/usr/sbin/nginx"), "-t", "-c", str(conf), "-p", str(tmp_path))
 
 
+def _location_block(conf: str) -> list[str]:
+    """The directives of ``location / { ... }``, comments and blank lines left out."""
+    body = conf.split("location / {", 1)[1].split("}", 1)[0]
+    return [line.strip() for line in body.splitlines() if line.strip() and "#" not in line]
+
+
+def test_the_compose_load_balancer_is_valid_and_proxies_as_the_template_does(
+    tmp_path: Path,
+) -> None:
+    compose = (DEPLOY / "nginx.conf").read_text()
+    template = (DEPLOY / "nginx.conf.template").read_text()
+    # Same proxying (upgrade, forwarded address, timeouts) and the same session stickiness.
+    assert _location_block(compose) == _location_block(template)
+    assert "hash $remote_addr consistent;" in compose
+    # `presence` resolves only on the compose network: point it at loopback to let nginx parse
+    # and check everything else, with its run-time files in a folder of this test.
+    local = compose.replace("server presence:3000", "server 127.0.0.1:3000").replace(
+        "listen 80;", "listen 127.0.0.1:3998;"
+    )
+    paths = "\n".join(
+        f"    {name}_temp_path {tmp_path}/{name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    local = local.replace("http {", f"http {{\n    access_log {tmp_path}/access.log;\n{paths}", 1)
+    local = f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log warn;\n" + local
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(local)
+    run(tool("nginx", "/usr/sbin/nginx"), "-t", "-c", str(conf), "-p", str(tmp_path))
+
+
 def test_prometheus_configuration_and_alert_rules() -> None:
     promtool = tool("promtool")
     run(promtool, "check", "config", str(DEPLOY / "prometheus.yml"))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.metrics import metric_sum
 from devstack.servers import free_port
 
 
@@ -126,9 +126,4 @@ async def scrape(url: str, name: str, **labels: str) -> float:
     async with aiohttp.ClientSession() as session, session.get(url + "/metrics") as resp:
         assert resp.status == 200
         text = await resp.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
+    return metric_sum(text, name, **labels)
