@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.servers import CACHE_DIR, RUN_DIR, Server, free_port
+from devstack.servers import CACHE_DIR, RUN_DIR, Server, free_port, stop_process
 
 FERRETDB = CACHE_DIR / "bin" / "ferretdb"
 # FerretDB's PostgreSQL pool and each client's PyMongo pool (see the module docstring).
@@ -240,16 +240,9 @@ class Postgres:
         return f"postgres://postgres@/{name}?host={self.socket_dir}"
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
+        if self.process is not None:
             # SIGINT is PostgreSQL's fast shutdown: sessions are ended, not waited for.
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, signal.SIGINT, timeout_s=20)
         self.process = None
 
     def cleanup(self) -> None:

@@ -74,15 +74,8 @@ class Server:
             ) from None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, sig)
         self.process = None
 
     def kill(self) -> None:
@@ -93,7 +86,20 @@ class Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def redis_server() -> Server:
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 10.0
+) -> None:
+    """Ask ``process`` to stop with ``sig``, wait for it, and kill it if it does not stop."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def redis_server(*, detach: bool = False) -> Server:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run scripts/test-services.sh")
@@ -112,7 +118,7 @@ def redis_server() -> Server:
         "--dir",
         str(workdir),
     ]
-    return Server(argv, port, workdir, workdir / "redis.log", kind="redis")
+    return Server(argv, port, workdir, workdir / "redis.log", kind="redis", detach=detach)
 
 
 def redis_url_of(server: Server) -> str:

@@ -121,14 +121,13 @@ class PresenceService:
             self._metrics.redis_errors.labels(operation="disconnect").inc()
             self._unrecorded_closes[(subject, sid)] = closed_at
 
-    async def record_closes(self) -> int:
-        """Record the closes Redis missed, oldest first; returns how many are still waiting."""
+    async def record_closes(self) -> None:
+        """Record the closes Redis missed, oldest first."""
         for (subject, sid), closed_at in sorted(
             self._unrecorded_closes.items(), key=lambda item: item[1]
         ):
             await self._connections.disconnect(subject, sid, closed_at)
             del self._unrecorded_closes[(subject, sid)]
-        return len(self._unrecorded_closes)
 
     async def reassert(self, connections: Sequence[tuple[SubjectRef, str]]) -> None:
         """Register live connections again after Redis forgot them. Only a subject that was

@@ -23,7 +23,14 @@ from pathlib import Path
 
 from devstack.balancer import nginx_config
 from devstack.database import DatabaseHost, mongo_url_of
-from devstack.servers import RUN_DIR, free_port, redis_server, redis_url_of, wait_for_port
+from devstack.servers import (
+    RUN_DIR,
+    free_port,
+    redis_server,
+    redis_url_of,
+    stop_process,
+    wait_for_port,
+)
 
 ADMIN_EMAIL = "admin@cluster.local"
 
@@ -154,9 +161,8 @@ def _start_all(
         assert database.postgres.process is not None
         topology.processes["postgres"] = database.postgres.process
         topology.save()
-    redis = redis_server()
+    redis = redis_server(detach=True)
     mongo = database.mongo_server(detach=True)
-    redis.detach = True
     for name, server in (("redis", redis), ("mongo", mongo)):
         server.log_path = run_dir / server.log_path.name
         topology.workdirs.append(str(server.workdir))
@@ -234,13 +240,7 @@ _STOP_SIGNAL = {"postgres": signal.SIGINT}
 def _stop_one(name: str, pid: int, process: subprocess.Popen[bytes] | None) -> None:
     sig = _STOP_SIGNAL.get(name, signal.SIGTERM)
     if process is not None:
-        if process.poll() is None:
-            process.send_signal(sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, sig, timeout_s=15)
         return
     try:
         os.kill(pid, sig)

@@ -6,7 +6,6 @@ tests: ``tests/unit/test_properties.py``, run by ``make test``.)"""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from typing import Any
 
@@ -26,17 +25,7 @@ from tests.fault.truth import presence_view
 from tests.support.accounts import Account, call, conversation, register
 from tests.support.processes import http
 from tests.support.sio import Listener
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
-    max_leaves=20,
-)
-ANY_ARGS = st.lists(JSON, max_size=3).map(tuple)
-NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
-FAST = hypothesis.settings(max_examples=300, deadline=None, database=None)
+from tests.support.strategies import JSON
 
 
 def admin_token(stack: Stack, url: str) -> tuple[dict[str, str], str]:

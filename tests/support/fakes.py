@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time_machine
+
 
 class FakeClock:
     def __init__(self, now: float = 1_800_000_000.0) -> None:
@@ -24,8 +26,6 @@ class TimeTravel:
     by, moved together: a 60 s window passes in no time, and both sides agree it has."""
 
     def __init__(self, now: float = 1_800_000_000.0) -> None:
-        import time_machine
-
         self.clock = FakeClock(now)
         self._travel = time_machine.travel(now, tick=False)
         self._traveller = self._travel.start()

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from devstack.metrics import metric_sum
-from devstack.servers import free_port
+from devstack.servers import free_port, stop_process
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -45,13 +45,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_worker(env: dict[str, str], log_dir: Path, name: str) -> WorkerProcess:

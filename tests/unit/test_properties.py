@@ -25,14 +25,8 @@ from presence.realtime import payloads
 from presence.realtime.limits import TokenBucket
 from tests.conftest import JWT_SECRET
 from tests.support.fakes import FakeClock
+from tests.support.strategies import JSON
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50),
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
-    ),
-    max_leaves=20,
-)
 ANY_ARGS = st.lists(JSON, max_size=3).map(tuple)
 NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8"))
 FAST = hypothesis.settings(max_examples=300, deadline=None, database=None)
