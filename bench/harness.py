@@ -34,7 +34,7 @@ from devstack.servers import Server, free_port, redis_server, redis_url_of, wait
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
-from presence.keys import ACTIVITY
+from presence.lua import ACTIVITY
 from presence.store.mongo import MongoStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,8 @@ from presence.clock import Clock, SystemClock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
-from presence.keys import SCRIPTS, Keys
+from presence.keys import Keys
+from presence.lua import SCRIPTS
 from presence.maintenance.lease import LeaderLease
 from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
@@ -41,6 +42,7 @@ from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 from presence.supervisor import Loop, start_supervised
 from presence.throttle import ActivityTracker
+from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,10 @@ def create_app(
     codec = JwtCodec(secret, settings.jwt_ttl_s, clock)
     counters = ClusterCounters(redis, keys, metrics)
     connections = ConnectionRegistry(redis, keys, settings.worker_id, settings.offline_threshold_s)
+    windows = ThrottleWindows.from_settings(redis, keys, settings)
     tracker = ActivityTracker(
-        redis=redis,
+        windows=windows,
         store=store,
-        keys=keys,
         clock=clock,
         settings=settings,
         metrics=metrics,
@@ -123,9 +125,7 @@ def create_app(
         accounts=Accounts(store, passwords or Passwords(), codec, clock),
         conversations=Conversations(store, clock),
         presence=PresenceService(
-            redis=redis,
             store=store,
-            keys=keys,
             clock=clock,
             settings=settings,
             metrics=metrics,
@@ -168,8 +168,7 @@ def create_app(
         workers=components.registry,
         presence=components.presence,
         store=store,
-        redis=redis,
-        keys=keys,
+        windows=windows,
         clock=clock,
         settings=settings,
         metrics=metrics,

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from presence.keys import ADD_COUNTERS, RESET_COUNTERS, Keys, decoded
+from presence.domain import milliseconds
+from presence.keys import Keys, decoded
+from presence.lua import ADD_COUNTERS, RESET_COUNTERS
 from presence.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class ClusterCounters:
         self._reset = redis.register_script(RESET_COUNTERS)
 
     def _row(self, at: float) -> list[int]:
-        at_ms = int(at * 1000)
+        at_ms = milliseconds(at)
         row = self._deltas.get(at_ms)
         if row is None:
             row = self._deltas[at_ms] = [0, 0, 0, 0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -118,9 +119,21 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def milliseconds(seconds: float) -> int:
+    """Seconds as whole milliseconds, truncated (a time never moves into the future): the
+    resolution Redis keeps every time at, and the one every comparison of times uses, in
+    Python and in Lua alike. The slack absorbs floating point: ``1700000000.3 * 1000`` is
+    ``1700000000299.9998``, which is millisecond ...300, not ...299."""
+    return math.floor(seconds * 1000 + _FLOAT_SLACK_MS)
+
+
+# Far above the rounding error of epoch milliseconds in a double (~0.0002), far below 1 ms.
+_FLOAT_SLACK_MS = 0.001
+
+
 def from_epoch(seconds: float) -> datetime:
     # Millisecond precision is what MongoDB keeps; truncating here makes memory and Mongo agree.
-    return datetime.fromtimestamp(int(seconds * 1000) / 1000, tz=UTC)
+    return datetime.fromtimestamp(milliseconds(seconds) / 1000, tz=UTC)
 
 
 def to_epoch(moment: datetime) -> float:

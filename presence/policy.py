@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from presence.domain import ManualStatus, Status, from_epoch
+from presence.domain import ManualStatus, Status, from_epoch, milliseconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,10 @@ def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:
         return False
     if live.connections > 0 or live.in_grace:
         return True
-    return live.last_activity is not None and live.last_activity >= now - offline_threshold_s
+    # In whole milliseconds, as the Lua twin of this rule (presence.lua) compares them.
+    return live.last_activity is not None and milliseconds(live.last_activity) >= milliseconds(
+        now
+    ) - milliseconds(offline_threshold_s)
 
 
 def visible_status(online: bool, manual: ManualStatus) -> Status:

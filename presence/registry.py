@@ -18,22 +18,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from presence import policy
 from presence.clock import Clock
-from presence.domain import SubjectRef
-from presence.keys import (
+from presence.domain import SubjectKind, SubjectRef, milliseconds
+from presence.keys import Keys, decoded, split_worker_entry
+from presence.lua import (
     CONNECT,
+    COUNT_ONLINE,
     DISCONNECT,
     FINISH_OFFLINE,
     TAKE_QUIET_OFFLINE,
     WORKER_BEAT,
-    Keys,
-    decoded,
 )
 from presence.metrics import Metrics
 
@@ -50,7 +51,7 @@ class WorkerRegistry:
         self._metrics = metrics
         self.worker_id = worker_id
         self.incarnation = uuid.uuid4().hex
-        self._ttl_ms = int(ttl_s * 1000)
+        self._ttl_ms = milliseconds(ttl_s)
         self._beat = redis.register_script(WORKER_BEAT)
         self.on_forgotten: list[Callable[[], Awaitable[None]]] = []
 
@@ -58,7 +59,7 @@ class WorkerRegistry:
         """Prove this worker alive; False when Redis had forgotten it (a restart, a flush, or
         a stall long enough to be taken for dead), so its connections must be registered again.
         """
-        now_ms = int(self._clock.now() * 1000)
+        now_ms = milliseconds(self._clock.now())
         known = await self._beat(
             keys=[self._keys.worker(self.worker_id), self._keys.workers],
             args=[self.incarnation, self._ttl_ms, self.worker_id, now_ms],
@@ -67,7 +68,7 @@ class WorkerRegistry:
 
     async def dead_workers(self) -> list[tuple[str, float]]:
         """Workers whose liveness expired, with the time of their last beat (epoch seconds)."""
-        now_ms = int(self._clock.now() * 1000)
+        now_ms = milliseconds(self._clock.now())
         found = await self._redis.zrangebyscore(self._keys.workers, "-inf", now_ms, withscores=True)
         pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
         return [(decoded(w), (score - self._ttl_ms) / 1000) for w, score in pairs]
@@ -79,7 +80,7 @@ class WorkerRegistry:
         await pipe.execute()
 
     async def live_workers(self) -> int:
-        now_ms = int(self._clock.now() * 1000)
+        now_ms = milliseconds(self._clock.now())
         return int(await self._redis.zcount(self._keys.workers, now_ms, "+inf"))
 
     async def leave(self) -> None:
@@ -119,17 +120,21 @@ class ClosedSubject:
 
 
 class ConnectionRegistry:
+    """The live half of presence in Redis: connections, grace periods and the online marks,
+    read and changed only through the scripts of :mod:`presence.lua`."""
+
     def __init__(
         self, redis: Redis, keys: Keys, worker_id: str, offline_threshold_s: float
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._worker_id = worker_id
-        self._threshold_ms = int(offline_threshold_s * 1000)
+        self._threshold_ms = milliseconds(offline_threshold_s)
         self._connect = redis.register_script(CONNECT)
         self._disconnect = redis.register_script(DISCONNECT)
         self._finish = redis.register_script(FINISH_OFFLINE)
         self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
+        self._count_online = redis.register_script(COUNT_ONLINE)
 
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
         """Record the connection; True when it made the subject online."""
@@ -142,7 +147,7 @@ class ConnectionRegistry:
                 self._keys.last_activity,
                 self._keys.pending_offline,
             ],
-            args=[sid, self._worker_id, member, int(now * 1000), self._threshold_ms],
+            args=[sid, self._worker_id, member, milliseconds(now), self._threshold_ms],
         )
         return bool(became)
 
@@ -159,7 +164,7 @@ class ConnectionRegistry:
                 self._keys.pending_offline,
                 self._keys.last_activity,
             ],
-            args=[sid, member, int(now * 1000)],
+            args=[sid, member, milliseconds(now)],
         )
         return bool(last)
 
@@ -173,7 +178,7 @@ class ConnectionRegistry:
         found = await self._redis.zrangebyscore(
             self._keys.pending_offline,
             "-inf",
-            int(closed_before * 1000),
+            milliseconds(closed_before),
             start=0,
             num=limit,
             withscores=True,
@@ -199,7 +204,7 @@ class ConnectionRegistry:
         raw = await self._redis.smembers(self._keys.worker_connections(worker_id))
         found = []
         for item in raw:
-            member, _, sid = decoded(item).rpartition("|")
+            member, sid = split_worker_entry(decoded(item))
             found.append((SubjectRef.from_member(member), sid))
         return found
 
@@ -218,7 +223,7 @@ class ConnectionRegistry:
         activity since ``cutoff``; returns them with their real last activity."""
         flat = await self._take_quiet(
             keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
-            args=[int(cutoff * 1000), self._keys.connections(""), *members],
+            args=[milliseconds(cutoff), self._keys.connections(""), *members],
         )
         return [
             ClosedSubject(
@@ -226,3 +231,48 @@ class ConnectionRegistry:
             )
             for i in range(0, len(flat), 2)
         ]
+
+    async def live_states(self, subjects: Sequence[SubjectRef]) -> list[policy.LiveState]:
+        """What Redis knows of each subject, in the order given, in one round trip."""
+        members = [s.member for s in subjects]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.smismember(self._keys.online, members)
+        pipe.zmscore(self._keys.last_activity, members)
+        pipe.zmscore(self._keys.pending_offline, members)
+        for member in members:
+            pipe.hlen(self._keys.connections(member))
+        marks, scores, pending, *counts = await pipe.execute()
+        return [
+            policy.LiveState(
+                marked_online=bool(mark),
+                last_activity=None if score is None else float(score) / 1000,
+                connections=int(count),
+                in_grace=closed is not None,
+            )
+            for mark, score, closed, count in zip(marks, scores, pending, counts, strict=True)
+        ]
+
+    async def count_online(self, now: float) -> dict[SubjectKind, int]:
+        """Subjects online by the rule, per kind, counted inside Redis."""
+        users, anons = await self._count_online(
+            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
+            args=[milliseconds(now), self._threshold_ms, self._keys.connections("")],
+        )
+        return {SubjectKind.USER: int(users), SubjectKind.ANONYMOUS: int(anons)}
+
+    async def mark_online(self, subject: SubjectRef, now: float) -> None:
+        """Online by hand (an admin): marked, and active now."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(self._keys.last_activity, {subject.member: milliseconds(now)}, gt=True)
+        pipe.sadd(self._keys.online, subject.member)
+        await pipe.execute()
+
+    async def mark_offline(self, subject: SubjectRef) -> float | None:
+        """Offline by hand (an admin): unmarked, out of any grace period. Returns its last
+        activity (epoch seconds), which becomes its ``lastSeen``."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.srem(self._keys.online, subject.member)
+        pipe.zrem(self._keys.pending_offline, subject.member)
+        pipe.zscore(self._keys.last_activity, subject.member)
+        _, _, last_ms = await pipe.execute()
+        return None if last_ms is None else float(last_ms) / 1000

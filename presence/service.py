@@ -23,7 +23,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence import policy
@@ -34,11 +33,11 @@ from presence.domain import (
     PresenceRecord,
     Status,
     StatusChange,
+    SubjectKind,
     SubjectRef,
     from_epoch,
     to_epoch,
 )
-from presence.keys import COUNT_ONLINE, Keys
 from presence.metrics import Metrics
 from presence.registry import ClosedSubject, ConnectionRegistry
 from presence.store.base import Store, StoredPresence, StoreError
@@ -62,25 +61,20 @@ class PresenceService:
     def __init__(
         self,
         *,
-        redis: Redis,
         store: Store,
-        keys: Keys,
         clock: Clock,
         settings: Settings,
         metrics: Metrics,
         tracker: ActivityTracker,
         connections: ConnectionRegistry,
     ) -> None:
-        self._redis = redis
         self._store = store
-        self._keys = keys
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
         self._tracker = tracker
         self._connections = connections
         self._listeners: list[StatusListener] = []
-        self._count_online = redis.register_script(COUNT_ONLINE)
         # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
         # closes), with the moment each happened: (subject, sid) -> epoch seconds.
         self._unrecorded_closes: dict[tuple[SubjectRef, str], float] = {}
@@ -94,7 +88,7 @@ class PresenceService:
         if outcome.became_online:
             # Announced before the request goes on, so that what the request changes next
             # (a manual status, say) is announced after it, in order.
-            await self._announce(subject, Status.OFFLINE)
+            await self._announce_online(subject)
 
     async def connect(self, subject: SubjectRef, sid: str) -> None:
         """A connection authenticated. Its first connection anywhere makes the subject online."""
@@ -105,7 +99,7 @@ class PresenceService:
                 await self._store.set_online(subject, True)
             except StoreError:
                 self._metrics.mongo_errors.labels(operation="set_online").inc()
-            await self._announce(subject, Status.OFFLINE)
+            await self._announce_online(subject)
 
     async def disconnect(self, subject: SubjectRef, sid: str) -> None:
         """A connection closed. After the last one, the subject goes offline once the grace
@@ -139,7 +133,7 @@ class PresenceService:
             stored = await self._store.get_presence([subject])
             if subject in stored and not stored[subject].is_online:
                 await self._store.set_online(subject, True)
-                await self._announce(subject, Status.OFFLINE)
+                await self._announce_online(subject)
 
     async def forget_previous_life(self, worker_id: str) -> int:
         """At start-up: connections still registered under this worker's id belong to its
@@ -233,19 +227,13 @@ class PresenceService:
             return None
         now = self._clock.now()
         if online:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.zadd(self._keys.last_activity, {subject.member: int(now * 1000)}, gt=True)
-            pipe.sadd(self._keys.online, subject.member)
-            await pipe.execute()
+            await self._connections.mark_online(subject, now)
             await self._store.set_online(subject, True)
         else:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.srem(self._keys.online, subject.member)
-            pipe.zrem(self._keys.pending_offline, subject.member)
-            pipe.zscore(self._keys.last_activity, subject.member)
-            _, _, last_ms = await pipe.execute()
-            last = now if last_ms is None else float(last_ms) / 1000
-            await self._store.set_online(subject, False, last_seen=from_epoch(last))
+            last = await self._connections.mark_offline(subject)
+            await self._store.set_online(
+                subject, False, last_seen=from_epoch(now if last is None else last)
+            )
         # The next activity must reach Redis to be able to bring the subject back online.
         self._tracker.forget(subject)
         change = await self._change(subject, before=before.status)
@@ -255,42 +243,18 @@ class PresenceService:
         return change.public
 
     async def online_counts(self) -> OnlineCounts:
-        users, anons = await self._count_online(
-            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
-            args=[
-                int(self._clock.now() * 1000),
-                int(self._settings.offline_threshold_s * 1000),
-                self._keys.connections(""),
-            ],
-        )
-        return OnlineCounts(int(users), int(anons))
+        counts = await self._connections.count_online(self._clock.now())
+        return OnlineCounts(counts[SubjectKind.USER], counts[SubjectKind.ANONYMOUS])
 
     async def _live_states(
         self, subjects: Sequence[SubjectRef], stored: dict[SubjectRef, StoredPresence]
     ) -> dict[SubjectRef, policy.LiveState]:
-        members = [s.member for s in subjects]
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.smismember(self._keys.online, members)
-            pipe.zmscore(self._keys.last_activity, members)
-            pipe.zmscore(self._keys.pending_offline, members)
-            for member in members:
-                pipe.hlen(self._keys.connections(member))
-            marks, scores, pending, *counts = await pipe.execute()
+            states = await self._connections.live_states(subjects)
         except RedisError:
             self._metrics.redis_errors.labels(operation="read_presence").inc()
             return {s: _stored_live_state(stored[s]) for s in subjects}
-        return {
-            s: policy.LiveState(
-                marked_online=bool(mark),
-                last_activity=None if score is None else float(score) / 1000,
-                connections=int(count),
-                in_grace=closed is not None,
-            )
-            for s, mark, score, closed, count in zip(
-                subjects, marks, scores, pending, counts, strict=True
-            )
-        }
+        return dict(zip(subjects, states, strict=True))
 
     def _combine(
         self, stored: StoredPresence, live: policy.LiveState, now: float, *, own: bool
@@ -330,9 +294,10 @@ class PresenceService:
             before = policy.visible_status(True, own.manual_status)
         return StatusChange(public=public, own=own, public_changed=public.status != before)
 
-    async def _announce(self, subject: SubjectRef, before: Status) -> None:
+    async def _announce_online(self, subject: SubjectRef) -> None:
+        """Announce a subject that just came online (it was offline to everyone before)."""
         try:
-            change = await self._change(subject, before)
+            change = await self._change(subject, before=Status.OFFLINE)
         except (RedisError, StoreError):
             log.warning("could not read presence for an announcement", exc_info=True)
             return

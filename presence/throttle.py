@@ -31,7 +31,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence import policy
@@ -46,9 +45,9 @@ from presence.counters import (
     ClusterCounters,
 )
 from presence.domain import SubjectKind, SubjectRef, from_epoch
-from presence.keys import ACTIVITY, SHORTEN_WINDOW, Keys
 from presence.metrics import Metrics
 from presence.store.base import Store, StoreError
+from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
 
@@ -73,38 +72,42 @@ class ActivityOutcome:
     became_online: bool
 
 
-_THROTTLED = ActivityOutcome(won_window=False, became_online=False)
+# A call that changed nothing anywhere: answered from an open window, or not recorded at all
+# because Redis failed (the request is still served).
+_NOTHING_CHANGED = ActivityOutcome(won_window=False, became_online=False)
+
+
+@dataclass(slots=True)
+class _LocalCounts:
+    """Hot-path counts of one subject kind not yet in Prometheus (see publish_metrics)."""
+
+    calls: int = 0
+    throttled: int = 0
+    cache_hits: int = 0
 
 
 class ActivityTracker:
     def __init__(
         self,
         *,
-        redis: Redis,
+        windows: ThrottleWindows,
         store: Store,
-        keys: Keys,
         clock: Clock,
         settings: Settings,
         metrics: Metrics,
         counters: ClusterCounters,
     ) -> None:
-        self._redis = redis
+        self._windows = windows
         self._store = store
-        self._keys = keys
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
         self._counters = counters
-        self._interval_ms = int(settings.throttle_interval_s * 1000)
-        self._threshold_ms = int(settings.offline_threshold_s * 1000)
         self._cache: dict[SubjectRef, _Window] = {}
         self._pending_last: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._inflight: dict[SubjectRef, asyncio.Future[None]] = {}
-        # Per kind: activity calls, throttled calls, local cache hits not yet in Prometheus.
-        self._local_counts = {kind: [0, 0, 0] for kind in SubjectKind}
-        self._activity = redis.register_script(ACTIVITY)
-        self._shorten = redis.register_script(SHORTEN_WINDOW)
+        self._local_counts = {kind: _LocalCounts() for kind in SubjectKind}
         self._backoff_s = min(settings.throttle_interval_s, RETRY_BACKOFF_S)
 
     @property
@@ -115,7 +118,7 @@ class ActivityTracker:
         now = self._clock.now()
         mono = self._clock.monotonic()
         counts = self._local_counts[subject.kind]
-        counts[0] += 1
+        counts.calls += 1
 
         # The hot path: every request of a busy subject lands here, so it is kept to a few
         # dictionary operations; Prometheus sees these counts at the next flush or scrape.
@@ -140,58 +143,44 @@ class ActivityTracker:
             del self._inflight[subject]
             asked.set_result(None)
 
-    def _hit(self, window: _Window, now: float, mono: float, counts: list[int]) -> ActivityOutcome:
+    def _hit(
+        self, window: _Window, now: float, mono: float, counts: _LocalCounts
+    ) -> ActivityOutcome:
         window.last_used = mono
         member = window.member
         pending = self._pending_last
         pending[member] = max(now, pending.get(member, 0.0))
         self._counters.add_throttled(now)
-        counts[1] += 1
-        counts[2] += 1
-        return _THROTTLED
+        counts.throttled += 1
+        counts.cache_hits += 1
+        return _NOTHING_CHANGED
 
     async def _ask_redis(
-        self, subject: SubjectRef, now: float, mono: float, counts: list[int]
+        self, subject: SubjectRef, now: float, mono: float, counts: _LocalCounts
     ) -> ActivityOutcome:
         self._counters.add(TOTAL, now)
         token = f"{self._settings.worker_id}:{uuid.uuid4().hex}"
         try:
-            won, left_ms, became = await self._activity(
-                keys=[
-                    self._keys.throttle(subject),
-                    self._keys.windows,
-                    self._keys.last_activity,
-                    self._keys.online,
-                    self._keys.connections(subject.member),
-                    self._keys.pending_offline,
-                ],
-                args=[
-                    token,
-                    self._interval_ms,
-                    subject.member,
-                    int(now * 1000),
-                    self._threshold_ms,
-                ],
-            )
+            claim = await self._windows.claim(subject, token, now)
         except RedisError as exc:
             self._metrics.redis_errors.labels(operation="activity").inc()
             log.warning("activity not recorded, Redis failed: %s", exc)
             self._counters.add(FAILED, now)
             self._metrics.db_updates.labels(result="failed").inc()
-            return _THROTTLED
+            return _NOTHING_CHANGED
 
-        if int(left_ms) > 0:
+        if claim.left_s > 0:
             self._cache[subject] = _Window(
-                ends=mono + int(left_ms) / 1000, last_used=mono, member=subject.member
+                ends=mono + claim.left_s, last_used=mono, member=subject.member
             )
-        if won:
-            self._start_write(subject, now, token, mark_online=bool(became))
+        if claim.won:
+            self._start_write(subject, now, token, mark_online=claim.became_online)
         else:
             self._counters.add(THROTTLED, now)
-            counts[1] += 1
-            if became:
+            counts.throttled += 1
+            if claim.became_online:
                 self._start_online_flag(subject)
-        return ActivityOutcome(won_window=bool(won), became_online=bool(became))
+        return ActivityOutcome(won_window=claim.won, became_online=claim.became_online)
 
     def _start_write(
         self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
@@ -234,15 +223,7 @@ class ActivityTracker:
             ends=mono + self._backoff_s, last_used=mono, member=subject.member
         )
         try:
-            await self._shorten(
-                keys=[self._keys.throttle(subject), self._keys.windows],
-                args=[
-                    token,
-                    subject.member,
-                    int(self._backoff_s * 1000),
-                    int(self._clock.now() * 1000),
-                ],
-            )
+            await self._windows.shorten(subject, token, self._backoff_s, self._clock.now())
         except RedisError:
             # The window then simply expires; the next activity after it retries.
             self._metrics.redis_errors.labels(operation="release").inc()
@@ -261,14 +242,14 @@ class ActivityTracker:
     def publish_metrics(self) -> None:
         """Move the hot path's plain counts into the Prometheus counters."""
         for kind, counts in self._local_counts.items():
-            calls, throttled, hits = counts
-            if calls:
-                self._metrics.activity_calls.labels(kind=kind.value).inc(calls)
-            if throttled:
-                self._metrics.throttled_calls.labels(kind=kind.value).inc(throttled)
-            if hits:
-                self._metrics.local_cache_hits.inc(hits)
-            counts[:] = [0, 0, 0]
+            if counts.calls:
+                self._metrics.activity_calls.labels(kind=kind.value).inc(counts.calls)
+            if counts.throttled:
+                self._metrics.throttled_calls.labels(kind=kind.value).inc(counts.throttled)
+            if counts.cache_hits:
+                self._metrics.local_cache_hits.inc(counts.cache_hits)
+            # Reset in place: a call waiting on Redis still holds this object.
+            counts.calls = counts.throttled = counts.cache_hits = 0
         self._metrics.throttle_cache_size.set(len(self._cache))
 
     async def flush(self) -> None:
@@ -277,11 +258,7 @@ class ActivityTracker:
         if self._pending_last:
             pending, self._pending_last = self._pending_last, {}
             try:
-                await self._redis.zadd(
-                    self._keys.last_activity,
-                    {member: int(at * 1000) for member, at in pending.items()},
-                    gt=True,
-                )
+                await self._windows.raise_last_activity(pending)
             except RedisError:
                 self._metrics.redis_errors.labels(operation="last_activity").inc()
                 for member, at in pending.items():

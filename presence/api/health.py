@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from presence.api.context import components
+from presence.domain import milliseconds
 from presence.store.base import StoreError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ async def metrics(request: web.Request) -> web.Response:
         c.metrics.online_subjects.labels(kind="user").set(counts.users)
         c.metrics.online_subjects.labels(kind="anon").set(counts.anonymous)
         c.metrics.workers_alive.set(await c.registry.live_workers())
-        snapshot = await c.counters.read(int(c.clock.now() * 1000))
+        snapshot = await c.counters.read(milliseconds(c.clock.now()))
         c.metrics.cluster_windows.set(snapshot.cache_size)
     except RedisError:
         c.metrics.redis_errors.labels(operation="scrape").inc()

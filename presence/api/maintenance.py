@@ -7,7 +7,7 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import admin
-from presence.domain import NotFound, SubjectKind, SubjectRef
+from presence.domain import NotFound, SubjectKind, SubjectRef, milliseconds
 from presence.keys import leader_of
 
 
@@ -36,15 +36,15 @@ async def stats(request: web.Request) -> web.Response:
 async def status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
-    snapshot = await c.counters.read(int(c.clock.now() * 1000))
+    snapshot = await c.counters.read(milliseconds(c.clock.now()))
     return web.json_response({"success": True, "data": snapshot.to_json()})
 
 
 async def reset_status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
-    await c.counters.reset(int(c.clock.now() * 1000))
-    snapshot = await c.counters.read(int(c.clock.now() * 1000))
+    await c.counters.reset(milliseconds(c.clock.now()))
+    snapshot = await c.counters.read(milliseconds(c.clock.now()))
     return web.json_response({"success": True, "data": snapshot.to_json()})
 
 

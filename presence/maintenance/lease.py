@@ -21,7 +21,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.clock import Clock
-from presence.keys import RELEASE_LEASE, RENEW_LEASE, Keys, lease_holder
+from presence.domain import milliseconds
+from presence.keys import Keys, lease_holder
+from presence.lua import RELEASE_LEASE, RENEW_LEASE
 from presence.metrics import Metrics
 from presence.store.base import StoreError
 
@@ -51,7 +53,7 @@ class LeaderLease:
         self._metrics = metrics
         self.worker_id = worker_id
         self._token = lease_holder(worker_id, incarnation)
-        self._ttl_ms = int(ttl_s * 1000)
+        self._ttl_ms = milliseconds(ttl_s)
         self._ttl_s = ttl_s
         self._renew_s = renew
         self._next_epoch = next_epoch

@@ -20,18 +20,17 @@ import logging
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.clock import Clock
 from presence.config import Settings
 from presence.domain import from_epoch
-from presence.keys import Keys
 from presence.maintenance.lease import LeaderLease
 from presence.metrics import Metrics
 from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
 from presence.store.base import Store, StoreError
+from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,7 @@ class Sweeper:
         workers: WorkerRegistry,
         presence: PresenceService,
         store: Store,
-        redis: Redis,
-        keys: Keys,
+        windows: ThrottleWindows,
         clock: Clock,
         settings: Settings,
         metrics: Metrics,
@@ -66,8 +64,7 @@ class Sweeper:
         self._workers = workers
         self._presence = presence
         self._store = store
-        self._redis = redis
-        self._keys = keys
+        self._windows = windows
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
@@ -87,9 +84,7 @@ class Sweeper:
         started = time.perf_counter()
         quiet = await self._sweep_quiet()
         dead, closed = await self._sweep_dead_workers()
-        await self._redis.zremrangebyscore(
-            self._keys.windows, "-inf", int(self._clock.now() * 1000)
-        )
+        await self._windows.forget_ended(self._clock.now())
         self._metrics.sweeps.inc()
         self._metrics.sweep_duration.observe(time.perf_counter() - started)
         return SweepReport(True, quiet, dead, closed)

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from presence.keys import COUNT_ONLINE
+from presence.lua import COUNT_ONLINE
 from tests.fault.stack import Stack
 
 # Keys that hold presence (keys.py); worker liveness, the lease, the message queue and the

@@ -15,6 +15,7 @@ from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.store.memory import MemoryStore
 from presence.throttle import ActivityTracker
+from presence.windows import ThrottleWindows
 
 
 async def test_more_concurrent_first_requests_than_pooled_connections_all_succeed(
@@ -25,9 +26,8 @@ async def test_more_concurrent_first_requests_than_pooled_connections_all_succee
     keys = Keys(settings.redis_prefix)
     counters = ClusterCounters(redis, keys, metrics)
     tracker = ActivityTracker(
-        redis=redis,
+        windows=ThrottleWindows.from_settings(redis, keys, settings),
         store=MemoryStore(),
-        keys=keys,
         clock=SystemClock(),
         settings=dataclasses.replace(settings, worker_id="w0"),
         metrics=metrics,

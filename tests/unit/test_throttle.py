@@ -16,11 +16,13 @@ from presence.clock import Clock
 from presence.config import load_settings
 from presence.counters import ClusterCounters
 from presence.domain import Role, SubjectKind, SubjectRef, from_epoch
-from presence.keys import ACTIVITY, Keys
+from presence.keys import Keys
+from presence.lua import ACTIVITY
 from presence.metrics import Metrics
 from presence.store.base import StoreError
 from presence.store.memory import MemoryStore
 from presence.throttle import ActivityTracker
+from presence.windows import ThrottleWindows
 from tests.support.fakes import FakeClock, TimeTravel
 
 
@@ -71,9 +73,8 @@ async def make_rig(clock: Clock, time: TimeTravel | None = None, **overrides: An
     keys = Keys("t:")
     counters = ClusterCounters(redis, keys, metrics)
     tracker = ActivityTracker(
-        redis=redis,
+        windows=ThrottleWindows.from_settings(redis, keys, settings),
         store=store,
-        keys=keys,
         clock=clock,
         settings=settings,
         metrics=metrics,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from presence import keys
+from presence import lua as keys
 
 
 def test_every_script_is_in_the_start_up_list() -> None:
