@@ -144,7 +144,6 @@ def create_app(
         clock=clock,
         metrics=metrics,
         keys=keys,
-        redis=redis,
         authenticator=components.authenticator,
         attempts=components.attempts,
         conversations=components.conversations,

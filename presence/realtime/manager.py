@@ -9,6 +9,7 @@ back; not hearing it for :data:`DEAF_AFTER_S` marks the worker deaf in ``/readyz
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -24,6 +25,8 @@ PROBE_INTERVAL_S = 2.0
 # Three missed probes: one slow round trip is not deafness.
 DEAF_AFTER_S = 3 * PROBE_INTERVAL_S
 _PROBE_METHOD = "presence:probe"
+# How long a shutdown waits for the listener to stop.
+STOP_WAIT_S = 2.0
 
 
 class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
@@ -65,3 +68,16 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             self._deaf = deaf
             self._metrics.pubsub_deaf.set(1 if deaf else 0)
             self._metrics.pubsub_probe_age.set(self.silence_s())
+
+    async def close(self) -> None:
+        """Stop the listener and close its connections, bounded: a listener that swallows its
+        cancellation must not hang the shutdown."""
+        thread = getattr(self, "thread", None)
+        if isinstance(thread, asyncio.Task):
+            thread.cancel()
+            await asyncio.wait({thread}, timeout=STOP_WAIT_S)
+        with contextlib.suppress(Exception):
+            if getattr(self, "pubsub", None) is not None:
+                await self.pubsub.aclose()
+            if getattr(self, "redis", None) is not None:
+                await self.redis.aclose()

@@ -1,0 +1,63 @@
+"""The events an authenticated socket may send, each a small function of its payload."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from presence.clock import Clock
+from presence.conversations import Conversations
+from presence.domain import Principal, from_epoch, iso
+from presence.realtime import payloads
+from presence.realtime.broadcast import conversation_room
+from presence.realtime.protocol import BoundedServer
+from presence.service import PresenceService
+
+EventHandler = Callable[[str, Principal, tuple[Any, ...]], Awaitable[None]]
+
+
+class EventHandlers:
+    def __init__(
+        self,
+        *,
+        sio: BoundedServer,
+        clock: Clock,
+        conversations: Conversations,
+        presence: PresenceService,
+    ) -> None:
+        self._sio = sio
+        self._clock = clock
+        self._conversations = conversations
+        self._presence = presence
+        self.table: dict[str, EventHandler] = {
+            "presence:set": self.presence_set,
+            "conversation:join": self.conversation_join,
+            "heartbeat": self.heartbeat,
+        }
+
+    async def presence_set(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
+        status = payloads.presence_set(args)
+        await self._presence.activity(principal.subject)
+        await self._presence.set_manual_status(principal.subject, status)
+
+    async def conversation_join(
+        self, sid: str, principal: Principal, args: tuple[Any, ...]
+    ) -> None:
+        conversation_id = payloads.conversation_join(args)
+        await self._presence.activity(principal.subject)
+        conversation = await self._conversations.visible_to(principal, conversation_id)
+        await self._sio.enter_room(sid, conversation_room(conversation.id))
+        members = await self._conversations.members(conversation)
+        records = await self._presence.records(members, viewer=principal.subject)
+        await self._sio.reply(
+            sid,
+            "presence:state",
+            {"conversationId": conversation.id, "users": [r.to_json() for r in records]},
+        )
+
+    async def heartbeat(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
+        payloads.heartbeat(args)
+        await self._presence.activity(principal.subject)
+        await self._sio.reply(
+            sid, "heartbeat:ack", {"serverTime": iso(from_epoch(self._clock.now()))}
+        )
