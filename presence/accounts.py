@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from presence.auth.passwords import Passwords
 from presence.auth.tokens import JwtCodec, new_session_token, session_token_hash
 from presence.clock import Clock
-from presence.domain import Conflict, NotFound, Role, Unauthorized, from_epoch, to_epoch
+from presence.domain import (
+    Conflict,
+    NotFound,
+    Principal,
+    Role,
+    SubjectKind,
+    SubjectRef,
+    Unauthorized,
+    from_epoch,
+    to_epoch,
+)
 from presence.store.base import DuplicateError, ParticipantRecord, Store, UserRecord
 
 
@@ -21,6 +31,12 @@ class Session:
 class GuestSession:
     session_token: str
     participant: ParticipantRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    users: int
+    guests: int  # active anonymous participants
 
 
 class Accounts:
@@ -80,3 +96,29 @@ class Accounts:
             now=from_epoch(self._clock.now()),
         )
         return GuestSession(token, participant)
+
+    async def profile(self, principal: Principal) -> UserRecord | ParticipantRecord:
+        """The caller's own account or guest record."""
+        found: UserRecord | ParticipantRecord | None
+        if principal.subject.is_anonymous:
+            found = await self._store.get_participant(principal.subject.id)
+        else:
+            found = await self._store.get_user(principal.subject.id)
+        if found is None:
+            raise NotFound("account not found")
+        return found
+
+    async def subject(self, subject_id: str) -> SubjectRef | None:
+        """A user or a guest by id (ids of both kinds come from one generator, so one id
+        names at most one of them)."""
+        if await self._store.get_user(subject_id) is not None:
+            return SubjectRef(SubjectKind.USER, subject_id)
+        if await self._store.get_participant(subject_id) is not None:
+            return SubjectRef(SubjectKind.ANONYMOUS, subject_id)
+        return None
+
+    async def population(self) -> Population:
+        return Population(
+            users=await self._store.count_users(),
+            guests=await self._store.count_participants(),
+        )

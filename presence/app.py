@@ -34,6 +34,7 @@ from presence.lua import SCRIPTS
 from presence.maintenance.lease import LeaderLease
 from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
+from presence.readiness import Readiness
 from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
@@ -56,6 +57,26 @@ class Maintenance:
 
 
 MAINTENANCE = web.AppKey("maintenance", Maintenance)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The clients a worker opens; each is closed by its own cleanup context."""
+
+    redis: Redis
+    store: Store
+
+
+RESOURCES = web.AppKey("resources", Resources)
+
+
+@dataclass(frozen=True)
+class Tasks:
+    leading: list[asyncio.Task[None]]  # the lease and the sweep: stopped first
+    others: list[asyncio.Task[None]]
+
+
+TASKS = web.AppKey("tasks", Tasks)
 
 # Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
 MAX_BODY_BYTES = 64 * 1024
@@ -110,9 +131,6 @@ def create_app(
         settings=settings,
         clock=clock,
         metrics=metrics,
-        redis=redis,
-        store=store,
-        keys=keys,
         authenticator=Authenticator(
             store, codec, clock, VerifiedCache(capacity=settings.auth_cache_size)
         ),
@@ -137,6 +155,7 @@ def create_app(
         registry=WorkerRegistry(
             redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s
         ),
+        readiness=Readiness(redis, store),
     )
 
     realtime = RealtimeServer(
@@ -149,7 +168,7 @@ def create_app(
         conversations=components.conversations,
         presence=components.presence,
     )
-    components.readiness["pubsub"] = lambda: not realtime.pubsub_deaf()
+    components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
     components.registry.on_forgotten.append(realtime.reassert)
     lease = LeaderLease(
         redis=redis,
@@ -180,19 +199,39 @@ def create_app(
     app[COMPONENTS] = components
     app[REALTIME] = realtime
     app[MAINTENANCE] = Maintenance(lease, sweeper)
+    app[RESOURCES] = Resources(redis, store)
     realtime.attach(app)
-    app.on_shutdown.append(_close_sockets)
     for module in (accounts, users, conversations, maintenance, health, openapi, console):
         module.add_routes(app)
-    app.cleanup_ctx.append(_lifecycle)
+    # One context per resource, started in this order and stopped in the reverse one.
+    app.cleanup_ctx.extend(
+        [_store_context, _redis_context, _message_queue_context, _background_context]
+    )
+    app.on_shutdown.append(_hand_over)
+    if settings.embedded:
+        log.warning(
+            "EMBEDDED MODE: in-process Redis and store, NOTHING IS PERSISTED, a single worker "
+            "only. Set PRESENCE_REDIS_URL and PRESENCE_MONGO_URL for production."
+        )
     return app
 
 
-async def _close_sockets(app: web.Application) -> None:
-    # Lease first, so another worker leads at once; then the sockets, so their clients
-    # reconnect elsewhere within the grace period.
-    await app[MAINTENANCE].lease.release()
-    await app[REALTIME].close_all()
+async def _store_context(app: web.Application) -> AsyncIterator[None]:
+    """MongoDB: indexes at start-up (retried in the background while it does not answer),
+    closed last."""
+    store = app[RESOURCES].store
+    retry: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(store.ensure_indexes(), timeout=10)
+    except (StoreError, TimeoutError):
+        log.warning("MongoDB not answering at start-up; indexes will be created when it does")
+        retry = asyncio.create_task(_ensure_indexes(store))
+    yield
+    if retry is not None:
+        retry.cancel()
+    # Closing clients is bounded: a shutdown must finish, whatever a connection is doing.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(store.close(), timeout=5)
 
 
 async def _ensure_indexes(store: Store) -> None:
@@ -205,32 +244,35 @@ async def _ensure_indexes(store: Store) -> None:
             await asyncio.sleep(INDEX_RETRY_S)
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    """Start the background tasks; on exit flush what is pending and close the clients."""
-    c = app[COMPONENTS]
-    if c.settings.embedded:
-        log.warning(
-            "EMBEDDED MODE: in-process Redis and store, NOTHING IS PERSISTED, a single worker "
-            "only. Set PRESENCE_REDIS_URL and PRESENCE_MONGO_URL for production."
-        )
-    try:
-        await asyncio.wait_for(c.store.ensure_indexes(), timeout=10)
-    except (StoreError, TimeoutError):
-        log.warning("MongoDB not answering at start-up; indexes will be created when it does")
-        indexes: asyncio.Task[None] | None = asyncio.create_task(_ensure_indexes(c.store))
-    else:
-        indexes = None
-    realtime = app[REALTIME]
+async def _redis_context(app: web.Application) -> AsyncIterator[None]:
+    """Redis: every script loaded, this worker's previous life forgotten; closed at the end."""
+    c, redis = app[COMPONENTS], app[RESOURCES].redis
     try:
         for script in SCRIPTS:
-            await c.redis.script_load(script)
+            await redis.script_load(script)
         stale = await c.presence.forget_previous_life(c.settings.worker_id)
     except RedisError:
         log.warning("Redis not answering at start-up; previous connections not cleaned")
     else:
         if stale:
             log.warning("closed connections of this worker's previous life", extra={"count": stale})
+    yield
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(redis.aclose(), timeout=5)
+
+
+async def _message_queue_context(app: web.Application) -> AsyncIterator[None]:
+    """The Socket.IO message queue's listener, from start-up, not from the first socket."""
+    realtime = app[REALTIME]
     realtime.start()
+    yield
+    await realtime.stop()
+
+
+async def _background_context(app: web.Application) -> AsyncIterator[None]:
+    """Every background loop, supervised and named; on the way out the pending writes are
+    flushed and this worker leaves the live count."""
+    c, realtime, maintenance = app[COMPONENTS], app[REALTIME], app[MAINTENANCE]
     loops: dict[str, Loop] = {
         "throttle_flusher": c.tracker.run_flusher,
         "throttle_cache_cleanup": c.tracker.run_cache_cleanup,
@@ -241,26 +283,34 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     }
     if realtime.manager is not None:
         loops["pubsub_probe"] = realtime.manager.run_probe
-    maintenance = app[MAINTENANCE]
-    loops.update(maintenance_lease=maintenance.lease.run, sweeper=maintenance.sweeper.run)
-    tasks = start_supervised(loops, c.metrics)
-    if indexes is not None:
-        tasks.append(indexes)
+    leading: dict[str, Loop] = {
+        "maintenance_lease": maintenance.lease.run,
+        "sweeper": maintenance.sweeper.run,
+    }
+    app[TASKS] = Tasks(
+        leading=start_supervised(leading, c.metrics), others=start_supervised(loops, c.metrics)
+    )
     log.info("worker started", extra={"settings": repr(c.settings)})
     yield
-    await realtime.close_all()
-    for task in tasks:
-        task.cancel()
-    # Bounded: a background task stuck in a client call that swallows its cancellation must
-    # not keep the worker from shutting down.
-    await asyncio.wait(tasks, timeout=5)
+    await _stop(app[TASKS].others)
     await c.tracker.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
-    await maintenance.lease.release()
-    await realtime.stop()
-    # Closing clients is bounded too: a shutdown must finish, whatever a connection is doing.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(c.redis.aclose(), timeout=5)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(c.store.close(), timeout=5)
+
+
+async def _hand_over(app: web.Application) -> None:
+    """The first step of a shutdown, while connections are still open: stop leading (so
+    another worker leads at once, and nothing here takes the lease back), then close the
+    sockets so their clients reconnect elsewhere within the grace period."""
+    await _stop(app[TASKS].leading)
+    await app[MAINTENANCE].lease.release()
+    await app[REALTIME].close_all()
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    # Bounded: a task stuck in a client call that swallows its cancellation must not keep
+    # the worker from shutting down.
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)

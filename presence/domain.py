@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-import unicodedata
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -158,11 +158,16 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+# The Unicode control characters (category Cc: NUL, escapes, line breaks, C1 controls): never
+# part of a name, an address or an id, and some MongoDB-compatible servers cannot even query a
+# string with NUL in it. The same range is the ``pattern`` of every text field in the schemas.
+CONTROL_RANGE = r"\x00-\x1f\x7f-\x9f"
+NO_CONTROL_CHARACTERS = f"^[^{CONTROL_RANGE}]*$"
+_CONTROL = re.compile(f"[{CONTROL_RANGE}]")
+
+
 def has_control_characters(value: str) -> bool:
-    """Whether ``value`` holds a control character (NUL, escapes, line breaks...): never part
-    of a name, an address or an id, and some MongoDB-compatible servers cannot even query a
-    string with NUL in it."""
-    return any(unicodedata.category(c) == "Cc" for c in value)
+    return _CONTROL.search(value) is not None
 
 
 class Unauthorized(DomainError):

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from presence import policy
 from presence.clock import Clock
 from presence.domain import SubjectKind, SubjectRef, milliseconds
-from presence.keys import Keys, decoded, split_worker_entry
+from presence.keys import Keys, decoded, leader_of, split_worker_entry
 from presence.lua import (
     CONNECT,
     COUNT_ONLINE,
@@ -82,6 +82,11 @@ class WorkerRegistry:
     async def live_workers(self) -> int:
         now_ms = milliseconds(self._clock.now())
         return int(await self._redis.zcount(self._keys.workers, now_ms, "+inf"))
+
+    async def leader(self) -> str | None:
+        """The worker holding the maintenance lease (presence.maintenance.lease writes it),
+        read from the lease key itself: None while nobody holds it."""
+        return leader_of(await self._redis.get(self._keys.leader))
 
     async def leave(self) -> None:
         """Graceful exit: stop counting as alive at once."""

@@ -40,7 +40,7 @@ from presence.domain import (
 )
 from presence.metrics import Metrics
 from presence.registry import ClosedSubject, ConnectionRegistry
-from presence.store.base import Store, StoredPresence, StoreError
+from presence.store.base import PresenceStore, StoredPresence, StoreError
 from presence.throttle import ActivityTracker
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class PresenceService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: PresenceStore,
         clock: Clock,
         settings: Settings,
         metrics: Metrics,

@@ -46,7 +46,7 @@ from presence.counters import (
 )
 from presence.domain import SubjectKind, SubjectRef, from_epoch
 from presence.metrics import Metrics
-from presence.store.base import Store, StoreError
+from presence.store.base import PresenceStore, StoreError
 from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class ActivityTracker:
         self,
         *,
         windows: ThrottleWindows,
-        store: Store,
+        store: PresenceStore,
         clock: Clock,
         settings: Settings,
         metrics: Metrics,

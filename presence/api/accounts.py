@@ -9,25 +9,25 @@ from presence.api.context import components
 from presence.api.identity import request_address
 from presence.api.views import participant_json, user_json
 from presence.auth.attempts import Attempt
+from presence.contract.http import JoinBody, LoginBody, RegisterBody
 from presence.domain import Unauthorized
 
 
+@parsing.takes(RegisterBody)
 async def register(request: web.Request) -> web.Response:
-    body = await parsing.json_object(request)
+    body = await parsing.body(request, RegisterBody)
     session = await components(request).accounts.register(
-        username=parsing.text(body, "username", max_len=64),
-        email=parsing.email(body),
-        password=parsing.secret(body, "password", min_len=8),
+        username=body.username, email=body.email, password=body.password
     )
     return web.json_response(
         {"success": True, "token": session.token, "user": user_json(session.user)}, status=201
     )
 
 
+@parsing.takes(LoginBody)
 async def login(request: web.Request) -> web.Response:
-    body = await parsing.json_object(request)
-    email = parsing.text(body, "email", max_len=254)
-    password = parsing.secret(body, "password", min_len=1)
+    body = await parsing.body(request, LoginBody)
+    email, password = body.email, body.password
     c = components(request)
     # Per address and per account, cluster-wide: refused before the password is even hashed.
     attempt = Attempt(address=request_address(request), account=email.casefold())
@@ -42,12 +42,11 @@ async def login(request: web.Request) -> web.Response:
     )
 
 
+@parsing.takes(JoinBody)
 async def join(request: web.Request) -> web.Response:
     link_id = parsing.path_id(request, "link_id")
-    body = await parsing.json_object(request)
-    guest = await components(request).accounts.join(
-        link_id=link_id, nickname=parsing.text(body, "nickname", max_len=64)
-    )
+    body = await parsing.body(request, JoinBody)
+    guest = await components(request).accounts.join(link_id=link_id, nickname=body.nickname)
     return web.json_response(
         {
             "success": True,

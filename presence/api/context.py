@@ -1,12 +1,11 @@
-"""What the handlers reach through the app: one typed key, no globals."""
+"""What the handlers reach through the app: one typed key, no globals. Services only: no
+handler reads Redis or the store itself."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from presence.accounts import Accounts
 from presence.auth.attempts import AttemptLimiter
@@ -16,11 +15,10 @@ from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
 from presence.domain import Principal
-from presence.keys import Keys
 from presence.metrics import Metrics
+from presence.readiness import Readiness
 from presence.registry import WorkerRegistry
 from presence.service import PresenceService
-from presence.store.base import Store
 from presence.throttle import ActivityTracker
 
 
@@ -29,9 +27,6 @@ class Components:
     settings: Settings
     clock: Clock
     metrics: Metrics
-    redis: Redis
-    store: Store
-    keys: Keys
     authenticator: Authenticator
     attempts: AttemptLimiter
     accounts: Accounts
@@ -40,9 +35,7 @@ class Components:
     tracker: ActivityTracker
     counters: ClusterCounters
     registry: WorkerRegistry
-    # Extra readiness checks registered by other layers (e.g. "pubsub": is the listener deaf?),
-    # each answering True when healthy.
-    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    readiness: Readiness
 
 
 COMPONENTS = web.AppKey("components", Components)

@@ -8,9 +8,7 @@ from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import caller, registered_user
 from presence.api.views import conversation_json, share_link_json
-
-# A week: long enough for an invitation, short enough that a forgotten link dies.
-MAX_LINK_LIFETIME_S = 7 * 24 * 3600.0
+from presence.contract.http import NewConversationBody, ShareLinkBody
 
 
 async def list_conversations(request: web.Request) -> web.Response:
@@ -26,13 +24,12 @@ async def list_conversations(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "data": data})
 
 
+@parsing.takes(NewConversationBody)
 async def create_conversation(request: web.Request) -> web.Response:
     principal = await registered_user(request)
-    body = await parsing.json_object(request)
-    title = parsing.text(body, "title", max_len=200)
-    member_ids = parsing.string_list(body, "memberIds", max_items=1000)
+    body = await parsing.body(request, NewConversationBody)
     c = components(request)
-    conversation = await c.conversations.create(principal, title, member_ids)
+    conversation = await c.conversations.create(principal, body.title, body.member_ids)
     members = await c.presence.records(
         await c.conversations.members(conversation), viewer=principal.subject
     )
@@ -41,13 +38,13 @@ async def create_conversation(request: web.Request) -> web.Response:
     )
 
 
+@parsing.takes(ShareLinkBody, optional=True)
 async def create_share_link(request: web.Request) -> web.Response:
     principal = await registered_user(request)
     conversation_id = parsing.path_id(request, "conversation_id")
-    body = await parsing.json_object(request, optional=True)
-    expires_in = parsing.optional_seconds(body, "expiresInSeconds", low=1, high=MAX_LINK_LIFETIME_S)
+    body = await parsing.body(request, ShareLinkBody)
     link = await components(request).conversations.create_share_link(
-        principal, conversation_id, expires_in
+        principal, conversation_id, body.expires_in_seconds
     )
     return web.json_response({"success": True, "data": share_link_json(link)}, status=201)
 

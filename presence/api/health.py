@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -11,12 +10,8 @@ from redis.exceptions import RedisError
 
 from presence.api.context import components
 from presence.domain import milliseconds
-from presence.store.base import StoreError
 
 log = logging.getLogger(__name__)
-
-# Readiness must answer quickly even when a dependency hangs; a load balancer polls it.
-CHECK_TIMEOUT_S = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -27,25 +22,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    c = components(request)
-
-    async def redis_ok() -> bool:
-        try:
-            return bool(await asyncio.wait_for(c.redis.ping(), CHECK_TIMEOUT_S))
-        except (RedisError, OSError, TimeoutError):
-            return False
-
-    async def mongo_ok() -> bool:
-        try:
-            await asyncio.wait_for(c.store.ping(), CHECK_TIMEOUT_S)
-        except (StoreError, OSError, TimeoutError):
-            return False
-        return True
-
-    redis_up, mongo_up = await asyncio.gather(redis_ok(), mongo_ok())
-    checks = {"redis": "ok" if redis_up else "down", "mongodb": "ok" if mongo_up else "down"}
-    for name, healthy in c.readiness.items():
-        checks[name] = "ok" if healthy() else "down"
+    found = await components(request).readiness.checks()
+    checks = {name: "ok" if healthy else "down" for name, healthy in found.items()}
     if all(state == "ok" for state in checks.values()):
         return web.json_response({"success": True, "data": checks})
     down = [name for name, state in checks.items() if state == "down"]

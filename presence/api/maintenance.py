@@ -7,27 +7,28 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import admin
-from presence.domain import NotFound, SubjectKind, SubjectRef, milliseconds
-from presence.keys import leader_of
+from presence.contract.http import UserStatusBody
+from presence.domain import NotFound, milliseconds
 
 
 async def stats(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
     counts = await c.presence.online_counts()
-    leader = await c.redis.get(c.keys.leader)
+    population = await c.accounts.population()
+    leader = await c.registry.leader()
     threshold_min = c.settings.offline_threshold_s / 60
     data = {
         "onlineUsers": counts.users,
-        "totalUsers": await c.store.count_users(),
-        "anonymousSessions": await c.store.count_participants(),
+        "totalUsers": population.users,
+        "anonymousSessions": population.guests,
         "onlineAnonymous": counts.anonymous,
         "offlineThresholdMinutes": int(threshold_min)
         if threshold_min.is_integer()
         else round(threshold_min, 3),
         # Read from the lease key itself: true only while some worker holds it.
         "maintenanceActive": leader is not None,
-        "leader": leader_of(leader),
+        "leader": leader,
         "workers": await c.registry.live_workers(),
     }
     return web.json_response({"success": True, "data": data})
@@ -48,17 +49,14 @@ async def reset_status_metrics(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "data": snapshot.to_json()})
 
 
+@parsing.takes(UserStatusBody)
 async def user_status(request: web.Request) -> web.Response:
     await admin(request)
-    body = await parsing.json_object(request)
-    subject_id = parsing.text(body, "userId", max_len=64)
-    online = parsing.boolean(body, "isOnline")
+    body = await parsing.body(request, UserStatusBody)
+    subject_id, online = body.user_id, body.is_online
     c = components(request)
-    if await c.store.get_user(subject_id) is not None:
-        subject = SubjectRef(SubjectKind.USER, subject_id)
-    elif await c.store.get_participant(subject_id) is not None:
-        subject = SubjectRef(SubjectKind.ANONYMOUS, subject_id)
-    else:
+    subject = await c.accounts.subject(subject_id)
+    if subject is None:
         raise NotFound("unknown user", "unknown_user")
     record = await c.presence.force_online(subject, online)
     if record is None:

@@ -9,7 +9,9 @@ from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import caller, registered_user
 from presence.api.views import participant_json, user_json
-from presence.domain import InvalidInput, ManualStatus, NotFound
+from presence.contract.http import StatusBody
+from presence.domain import InvalidInput, NotFound
+from presence.store.base import ParticipantRecord
 
 MAX_PRESENCE_IDS = 200
 
@@ -17,17 +19,8 @@ MAX_PRESENCE_IDS = 200
 async def me(request: web.Request) -> web.Response:
     principal = await caller(request)
     c = components(request)
-    profile: dict[str, object]
-    if principal.subject.is_anonymous:
-        participant = await c.store.get_participant(principal.subject.id)
-        if participant is None:
-            raise NotFound("participant not found")
-        profile = participant_json(participant)
-    else:
-        user = await c.store.get_user(principal.subject.id)
-        if user is None:
-            raise NotFound("user not found")
-        profile = user_json(user)
+    found = await c.accounts.profile(principal)
+    profile = participant_json(found) if isinstance(found, ParticipantRecord) else user_json(found)
     record = await c.presence.record(principal.subject, viewer=principal.subject)
     return web.json_response(
         {
@@ -37,17 +30,11 @@ async def me(request: web.Request) -> web.Response:
     )
 
 
+@parsing.takes(StatusBody)
 async def set_status(request: web.Request) -> web.Response:
     principal = await caller(request)
-    body = await parsing.json_object(request)
-    raw = body.get("status")
-    try:
-        status = ManualStatus(raw) if isinstance(raw, str) else None
-    except ValueError:
-        status = None
-    if status is None:
-        raise InvalidInput("status must be one of online, away, dnd, invisible")
-    record = await components(request).presence.set_manual_status(principal.subject, status)
+    body = await parsing.body(request, StatusBody)
+    record = await components(request).presence.set_manual_status(principal.subject, body.status)
     if record is None:
         raise NotFound("subject not found")
     return web.json_response({"success": True, "data": record.to_json()})

@@ -29,7 +29,7 @@ from presence.maintenance.lease import LeaderLease
 from presence.metrics import Metrics
 from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
-from presence.store.base import Store, StoreError
+from presence.store.base import FencingStore, StoreError
 from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Sweeper:
         connections: ConnectionRegistry,
         workers: WorkerRegistry,
         presence: PresenceService,
-        store: Store,
+        store: FencingStore,
         windows: ThrottleWindows,
         clock: Clock,
         settings: Settings,

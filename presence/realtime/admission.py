@@ -158,10 +158,15 @@ def _header_credentials(environ: dict[str, Any]) -> payloads.Credentials | None:
     bearer = environ.get("HTTP_AUTHORIZATION", "")
     scheme, _, token = bearer.strip().partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return payloads.Credentials(token=token.strip()[: payloads.MAX_TOKEN_CHARS + 1])
+        # Not validated here: whatever comes, the authenticator refuses what is not a token.
+        return payloads.Credentials.model_construct(
+            token=token.strip()[: payloads.MAX_TOKEN_CHARS + 1], session_token=None
+        )
     session = environ.get("HTTP_X_SESSION_TOKEN", "").strip()
     if session:
-        return payloads.Credentials(session_token=session[: payloads.MAX_TOKEN_CHARS + 1])
+        return payloads.Credentials.model_construct(
+            token=None, session_token=session[: payloads.MAX_TOKEN_CHARS + 1]
+        )
     return None
 
 

@@ -1,4 +1,5 @@
-"""The events an authenticated socket may send, each a small function of its payload."""
+"""The events an authenticated socket may send, each a small function of its payload,
+which arrives already validated by its model (:data:`presence.contract.events.INBOUND`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from presence.clock import Clock
+from presence.contract.events import INBOUND, ConversationJoin, Heartbeat, PresenceSet
 from presence.conversations import Conversations
 from presence.domain import Principal, from_epoch, iso
 from presence.realtime import payloads
@@ -13,7 +15,7 @@ from presence.realtime.broadcast import conversation_room
 from presence.realtime.protocol import BoundedServer
 from presence.service import PresenceService
 
-EventHandler = Callable[[str, Principal, tuple[Any, ...]], Awaitable[None]]
+EventHandler = Callable[[str, Principal, Any], Awaitable[None]]
 
 
 class EventHandlers:
@@ -34,18 +36,23 @@ class EventHandlers:
             "conversation:join": self.conversation_join,
             "heartbeat": self.heartbeat,
         }
+        # ``authenticate`` is admission's; every other event of the contract is handled here.
+        if {"authenticate", *self.table} != set(INBOUND):
+            raise RuntimeError("the event handlers and the contract's events differ")
 
-    async def presence_set(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
-        status = payloads.presence_set(args)
+    async def handle(self, event: str, sid: str, principal: Principal, args: Any) -> None:
+        payload = payloads.event_payload(INBOUND[event], args)
+        await self.table[event](sid, principal, payload)
+
+    async def presence_set(self, sid: str, principal: Principal, payload: PresenceSet) -> None:
         await self._presence.activity(principal.subject)
-        await self._presence.set_manual_status(principal.subject, status)
+        await self._presence.set_manual_status(principal.subject, payload.status)
 
     async def conversation_join(
-        self, sid: str, principal: Principal, args: tuple[Any, ...]
+        self, sid: str, principal: Principal, payload: ConversationJoin
     ) -> None:
-        conversation_id = payloads.conversation_join(args)
         await self._presence.activity(principal.subject)
-        conversation = await self._conversations.visible_to(principal, conversation_id)
+        conversation = await self._conversations.visible_to(principal, payload.conversation_id)
         await self._sio.enter_room(sid, conversation_room(conversation.id))
         members = await self._conversations.members(conversation)
         records = await self._presence.records(members, viewer=principal.subject)
@@ -55,8 +62,7 @@ class EventHandlers:
             {"conversationId": conversation.id, "users": [r.to_json() for r in records]},
         )
 
-    async def heartbeat(self, sid: str, principal: Principal, args: tuple[Any, ...]) -> None:
-        payloads.heartbeat(args)
+    async def heartbeat(self, sid: str, principal: Principal, payload: Heartbeat) -> None:
         await self._presence.activity(principal.subject)
         await self._sio.reply(
             sid, "heartbeat:ack", {"serverTime": iso(from_epoch(self._clock.now()))}

@@ -125,6 +125,11 @@ class RealtimeServer:
     def connection_count(self) -> int:
         return len(self._local)
 
+    @property
+    def events(self) -> set[str]:
+        """Every event a client may send."""
+        return {"authenticate", *self._handlers.table}
+
     def pubsub_deaf(self) -> bool:
         return self.manager is not None and self.manager.is_deaf()
 
@@ -224,8 +229,7 @@ class RealtimeServer:
         if event == "authenticate":
             await self._late_authenticate(sid, connection, args)
             return
-        handler = self._handlers.table.get(event)
-        if handler is None:
+        if event not in self._handlers.table:
             self._metrics.socket_events.labels(event="unknown", outcome="refused").inc()
             await self.sio.error(sid, "unknown_event", "unknown event")
             return
@@ -234,7 +238,7 @@ class RealtimeServer:
             await self.sio.error(sid, "auth_required", "authenticate first")
             return
         try:
-            await handler(sid, connection.principal, args)
+            await self._handlers.handle(event, sid, connection.principal, args)
         except KNOWN as exc:
             refusal = refusal_for(exc)
             count_event(self._metrics, event, refusal)

@@ -68,7 +68,12 @@ class StoredPresence:
     last_seen: datetime | None
 
 
-class Store(Protocol):
+# The store is one protocol per aggregate, so each service names exactly what it uses (a
+# tracker needs presence writes, a sweeper fencing); :class:`Store` is all of them, which every
+# implementation (memory, MongoDB) provides and the contract suite checks.
+
+
+class Lifecycle(Protocol):
     async def ping(self) -> None:
         """Raise :class:`StoreError` unless the database answers."""
 
@@ -77,7 +82,8 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    # users
+
+class UserStore(Protocol):
     async def create_user(
         self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
     ) -> UserRecord:
@@ -93,7 +99,8 @@ class Store(Protocol):
 
     async def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]: ...
 
-    # anonymous participants
+
+class ParticipantStore(Protocol):
     async def create_participant(
         self,
         *,
@@ -116,7 +123,8 @@ class Store(Protocol):
     async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
         """Active participants of one conversation."""
 
-    # conversations and share links
+
+class ConversationStore(Protocol):
     async def create_conversation(
         self, *, title: str, member_ids: Sequence[str], created_by: str, now: datetime
     ) -> ConversationRecord: ...
@@ -137,7 +145,8 @@ class Store(Protocol):
 
     async def get_share_link(self, link_id: str) -> ShareLinkRecord | None: ...
 
-    # presence
+
+class PresenceStore(Protocol):
     async def record_activity(
         self, subject: SubjectRef, at: datetime, *, mark_online: bool
     ) -> bool:
@@ -156,7 +165,8 @@ class Store(Protocol):
     ) -> dict[SubjectRef, StoredPresence]:
         """Stored presence of the subjects that exist; unknown ones are left out."""
 
-    # maintenance fencing
+
+class FencingStore(Protocol):
     async def next_leader_epoch(self) -> int:
         """Increase and return the maintenance epoch (durable, survives a Redis restart)."""
 
@@ -174,3 +184,15 @@ class Store(Protocol):
         """Maintenance writes, one batch: each subject offline, ``lastSeen`` raised to its
         time. A subject already written under a newer epoch, or gone, is refused. Returns how
         many were written."""
+
+
+class Store(
+    Lifecycle,
+    UserStore,
+    ParticipantStore,
+    ConversationStore,
+    PresenceStore,
+    FencingStore,
+    Protocol,
+):
+    """Everything a worker keeps in the database."""

@@ -1,14 +1,17 @@
 """MongoDB store through PyMongo's native asyncio client (``AsyncMongoClient``).
 
-Every driver error becomes :class:`StoreError`, so callers count and retry instead of crashing.
+Every driver error becomes :class:`StoreError` (a duplicate key :class:`DuplicateError`), in
+one place (:func:`_driver_errors_translated`), so callers count and retry instead of crashing.
 Times are stored as BSON dates (millisecond precision, UTC).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
@@ -27,6 +30,30 @@ from presence.store.base import (
 )
 
 Doc = Mapping[str, Any]
+C = TypeVar("C", bound=type)
+
+
+def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except DuplicateKeyError as exc:
+            raise DuplicateError("already exists") from exc
+        except PyMongoError as exc:
+            raise StoreError(str(exc)) from exc
+
+    return call
+
+
+def _driver_errors_translated(cls: C) -> C:
+    """Every coroutine method of ``cls`` raises StoreError for a driver error, never the
+    driver's own exception."""
+    for name, member in list(vars(cls).items()):
+        # Public methods only: the private helpers run inside them.
+        if inspect.iscoroutinefunction(member) and not name.startswith("_"):
+            setattr(cls, name, _translated(member))
+    return cls
 
 
 def _user(doc: Doc) -> UserRecord:
@@ -82,6 +109,7 @@ def _presence_fields() -> dict[str, Any]:
     }
 
 
+@_driver_errors_translated
 class MongoStore:
     def __init__(
         self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
@@ -111,22 +139,16 @@ class MongoStore:
         return self._participants if subject.is_anonymous else self._users
 
     async def ping(self) -> None:
-        try:
-            await self._db.command("ping")
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._db.command("ping")
 
     async def ensure_indexes(self) -> None:
-        try:
-            await self._users.create_index("email", unique=True)
-            for coll in (self._users, self._participants):
-                # The sweep asks for "online and quiet since T".
-                await coll.create_index([("isOnline", ASCENDING), ("lastActiveAt", ASCENDING)])
-            await self._participants.create_index("sessionTokenHash", unique=True)
-            await self._participants.create_index("conversationId")
-            await self._conversations.create_index("memberIds")
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._users.create_index("email", unique=True)
+        for coll in (self._users, self._participants):
+            # The sweep asks for "online and quiet since T".
+            await coll.create_index([("isOnline", ASCENDING), ("lastActiveAt", ASCENDING)])
+        await self._participants.create_index("sessionTokenHash", unique=True)
+        await self._participants.create_index("conversationId")
+        await self._conversations.create_index("memberIds")
 
     async def close(self) -> None:
         await self._client.close()
@@ -144,61 +166,30 @@ class MongoStore:
             "createdAt": now,
             **_presence_fields(),
         }
-        try:
-            await self._users.insert_one(doc)
-        except DuplicateKeyError as exc:
-            raise DuplicateError("email already registered") from exc
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._users.insert_one(doc)
         return _user(doc)
 
-    async def _find_one(
-        self, coll: AsyncCollection[dict[str, Any]], query: Doc
-    ) -> dict[str, Any] | None:
-        try:
-            return await coll.find_one(query)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
-
     async def _update(self, coll: AsyncCollection[dict[str, Any]], query: Doc, update: Doc) -> bool:
-        try:
-            result = await coll.update_one(query, update)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        result = await coll.update_one(query, update)
         return result.matched_count > 0
 
-    async def _count(self, coll: AsyncCollection[dict[str, Any]], query: Doc) -> int:
-        try:
-            return await coll.count_documents(query)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
-
-    async def _find_many(
-        self, coll: AsyncCollection[dict[str, Any]], query: Doc, **kwargs: Any
-    ) -> list[dict[str, Any]]:
-        try:
-            return await coll.find(query, **kwargs).to_list()
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
-
     async def get_user(self, user_id: str) -> UserRecord | None:
-        doc = await self._find_one(self._users, {"_id": user_id})
+        doc = await self._users.find_one({"_id": user_id})
         return None if doc is None else _user(doc)
 
     async def find_user_by_email(self, email: str) -> UserRecord | None:
-        doc = await self._find_one(self._users, {"email": email.casefold()})
+        doc = await self._users.find_one({"email": email.casefold()})
         return None if doc is None else _user(doc)
 
     async def set_user_active(self, user_id: str, active: bool) -> bool:
         return await self._update(self._users, {"_id": user_id}, {"$set": {"isActive": active}})
 
     async def count_users(self) -> int:
-        return await self._count(self._users, {})
+        return await self._users.count_documents({})
 
     async def existing_user_ids(self, user_ids: Sequence[str]) -> set[str]:
-        docs = await self._find_many(
-            self._users, {"_id": {"$in": list(user_ids)}}, projection={"_id": 1}
-        )
+        cursor = self._users.find({"_id": {"$in": list(user_ids)}}, projection={"_id": 1})
+        docs = await cursor.to_list()
         return {d["_id"] for d in docs}
 
     async def create_participant(
@@ -220,18 +211,15 @@ class MongoStore:
             "joinedAt": now,
             **_presence_fields(),
         }
-        try:
-            await self._participants.insert_one(doc)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._participants.insert_one(doc)
         return _participant(doc)
 
     async def get_participant(self, participant_id: str) -> ParticipantRecord | None:
-        doc = await self._find_one(self._participants, {"_id": participant_id})
+        doc = await self._participants.find_one({"_id": participant_id})
         return None if doc is None else _participant(doc)
 
     async def find_participant_by_token_hash(self, token_hash: str) -> ParticipantRecord | None:
-        doc = await self._find_one(self._participants, {"sessionTokenHash": token_hash})
+        doc = await self._participants.find_one({"sessionTokenHash": token_hash})
         return None if doc is None else _participant(doc)
 
     async def set_participant_active(self, participant_id: str, active: bool) -> bool:
@@ -240,14 +228,13 @@ class MongoStore:
         )
 
     async def count_participants(self) -> int:
-        return await self._count(self._participants, {"isActive": True})
+        return await self._participants.count_documents({"isActive": True})
 
     async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
-        docs = await self._find_many(
-            self._participants,
+        docs = await self._participants.find(
             {"conversationId": conversation_id, "isActive": True},
             sort=[("joinedAt", ASCENDING), ("_id", ASCENDING)],
-        )
+        ).to_list()
         return [_participant(d) for d in docs]
 
     async def create_conversation(
@@ -260,22 +247,17 @@ class MongoStore:
             "createdBy": created_by,
             "createdAt": now,
         }
-        try:
-            await self._conversations.insert_one(doc)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._conversations.insert_one(doc)
         return _conversation(doc)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        doc = await self._find_one(self._conversations, {"_id": conversation_id})
+        doc = await self._conversations.find_one({"_id": conversation_id})
         return None if doc is None else _conversation(doc)
 
     async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
-        docs = await self._find_many(
-            self._conversations,
-            {"memberIds": user_id},
-            sort=[("createdAt", ASCENDING), ("_id", ASCENDING)],
-        )
+        docs = await self._conversations.find(
+            {"memberIds": user_id}, sort=[("createdAt", ASCENDING), ("_id", ASCENDING)]
+        ).to_list()
         return [_conversation(d) for d in docs]
 
     async def create_share_link(
@@ -294,14 +276,11 @@ class MongoStore:
             "isActive": True,
             "createdAt": now,
         }
-        try:
-            await self._links.insert_one(doc)
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        await self._links.insert_one(doc)
         return _link(doc)
 
     async def get_share_link(self, link_id: str) -> ShareLinkRecord | None:
-        doc = await self._find_one(self._links, {"_id": link_id})
+        doc = await self._links.find_one({"_id": link_id})
         return None if doc is None else _link(doc)
 
     async def record_activity(
@@ -347,7 +326,7 @@ class MongoStore:
             # An equality match for the common single subject: some MongoDB-compatible
             # servers plan "$in" far worse than an _id lookup.
             query = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
-            for doc in await self._find_many(coll, query, projection=projection):
+            for doc in await coll.find(query, projection=projection).to_list():
                 subject = SubjectRef(kind, doc["_id"])
                 found[subject] = StoredPresence(
                     subject=subject,
@@ -360,20 +339,17 @@ class MongoStore:
         return found
 
     async def next_leader_epoch(self) -> int:
-        try:
-            doc = await self._leases.find_one_and_update(
-                {"_id": "maintenance"},
-                {"$inc": {"epoch": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
+        doc = await self._leases.find_one_and_update(
+            {"_id": "maintenance"},
+            {"$inc": {"epoch": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
         assert doc is not None
         return int(doc["epoch"])
 
     async def leader_epoch(self) -> int:
-        doc = await self._find_one(self._leases, {"_id": "maintenance"})
+        doc = await self._leases.find_one({"_id": "maintenance"})
         return 0 if doc is None else int(doc["epoch"])
 
     async def sweep_offline(
@@ -408,9 +384,6 @@ class MongoStore:
             coll = self._participants if kind is SubjectKind.ANONYMOUS else self._users
             for start in range(0, len(operations), self._max_batch):
                 chunk = operations[start : start + self._max_batch]
-                try:
-                    result = await coll.bulk_write(chunk, ordered=False)
-                except PyMongoError as exc:
-                    raise StoreError(str(exc)) from exc
+                result = await coll.bulk_write(chunk, ordered=False)
                 written += result.matched_count
         return written

@@ -18,8 +18,7 @@ WorkersFactory = Callable[..., Coroutine[Any, Any, list[WorkerProcess]]]
 @pytest.fixture(autouse=True)
 async def close_socket_clients() -> AsyncIterator[None]:
     yield
-    while Listener.opened:
-        await Listener.opened.pop().close()
+    await Listener.close_all()
 
 
 @pytest.fixture

@@ -69,5 +69,4 @@ async def close_socket_clients() -> AsyncIterator[None]:
         await Tab.running.pop().stop()
     while RestLoad.running:
         await RestLoad.running.pop().stop()
-    while Listener.opened:
-        await Listener.opened.pop().close()
+    await Listener.close_all()

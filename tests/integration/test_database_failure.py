@@ -64,7 +64,7 @@ async def test_failed_write_is_counted_and_the_next_request_after_recovery_write
         await cluster.settle()
 
         subject = SubjectRef(SubjectKind.USER, user_id)
-        stored = (await cluster[0].c.store.get_presence([subject]))[subject]
+        stored = (await cluster[0].store.get_presence([subject]))[subject]
         assert stored.last_active_at is not None
         assert abs(to_epoch(stored.last_active_at) - last_request) < 1.0
         snapshot = await cluster[0].c.counters.read(0)

@@ -158,11 +158,11 @@ async def test_user_status_changes_the_stored_state_and_404s_unknown_ids(
     )
     assert resp.status == 200
     assert (await resp.json())["data"]["isOnline"] is False
-    stored = (await cluster[0].c.store.get_presence([subject]))[subject]
+    stored = (await cluster[0].store.get_presence([subject]))[subject]
     assert not stored.is_online
     assert stored.last_seen is not None
     resp = await cluster[0].client.post(
         "/maintenance/user-status", json={"userId": user_id, "isOnline": True}, headers=admin
     )
     assert (await resp.json())["data"]["isOnline"] is True
-    assert (await cluster[0].c.store.get_presence([subject]))[subject].is_online
+    assert (await cluster[0].store.get_presence([subject]))[subject].is_online

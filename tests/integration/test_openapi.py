@@ -8,6 +8,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from presence.api import openapi, parsing
+from presence.app import REALTIME, create_app
+from presence.config import load_settings
+from presence.contract import events
 from tests.conftest import ClusterFactory
 from tests.support.cluster import Cluster
 
@@ -126,3 +130,46 @@ async def test_real_responses_match_the_served_document(make_cluster: ClusterFac
 
     operations = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert operations == {(m, p) for m, p, _ in r.seen}, "an operation was never exercised"
+
+
+def test_every_route_and_event_has_its_model() -> None:
+    """Every route of the app is an operation of the document, served by the same handler;
+    every handler that reads a body declares its model (the document shows it); every event a
+    socket may send or hear has its payload model."""
+    app = create_app(load_settings({}))
+    # The console page and its files, the document itself, Socket.IO (under x-socketio).
+    undocumented = {"/", "/console", "/openapi.json", "/socket.io/"}
+    served: dict[tuple[str, str], Any] = {}
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if path in undocumented or route.method == "HEAD":
+            continue
+        served[
+            (re.sub(r"\{([a-z_]+)\}", lambda m: "{" + _camel(m[1]) + "}", path), route.method)
+        ] = route.handler
+    documented = {
+        (path, method.upper()): op[openapi.HANDLER]
+        for path, operations in openapi.PATHS.items()
+        for method, op in operations.items()
+    }
+    assert served == documented
+    assert set(parsing.DECLARED) <= set(documented.values())
+    document = openapi.document()
+    for (path, method), handler in documented.items():
+        op = document["paths"][path][method.lower()]
+        declared = parsing.DECLARED.get(handler)
+        body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+        assert body.get("schema") == (
+            None
+            if declared is None
+            else {"$ref": f"#/components/schemas/{declared.model.__name__}"}
+        ), (path, method)
+    inbound = set(events.INBOUND)
+    assert app[REALTIME].events == inbound
+    assert set(document["x-socketio"]["clientToServer"]) == inbound
+    assert set(document["x-socketio"]["serverToClient"]) == set(events.OUTBOUND)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -40,10 +40,11 @@ async def test_two_overlapping_sweeps_announce_each_transition_once(
     # What a crashed worker leaves in Redis: connections of 10 subjects, an expired beat.
     ghosts = [await cluster.register(f"ghost{i}") for i in range(10)]
     c = cluster[0].c
-    crashed = ConnectionRegistry(c.redis, c.keys, "crashed", 1.0)
+    w = cluster[0]
+    crashed = ConnectionRegistry(w.redis, w.keys, "crashed", 1.0)
     for i, (_, user_id) in enumerate(ghosts):
         await crashed.connect(SubjectRef(SubjectKind.USER, user_id), f"sid-{i}", c.clock.now())
-    await c.redis.zadd(c.keys.workers, {"crashed": int(c.clock.now() * 1000) + 100})
+    await w.redis.zadd(w.keys.workers, {"crashed": int(c.clock.now() * 1000) + 100})
     await cluster.settle()
     await asyncio.sleep(1.2)  # quiet past the threshold; the crashed worker's beat expired
 

@@ -62,7 +62,7 @@ async def test_the_cluster_knows_the_last_activity_to_the_second_despite_throttl
     assert (await cluster[0].client.get("/api/users/me", headers=bearer(alice))).status == 200
     await cluster.settle()
     subject = SubjectRef(SubjectKind.USER, alice_id)
-    written = (await cluster[0].c.store.get_presence([subject]))[subject].last_active_at
+    written = (await cluster[0].store.get_presence([subject]))[subject].last_active_at
     assert written is not None
     await asyncio.sleep(1.2)
     assert (await cluster[1].client.get("/api/users/me", headers=bearer(alice))).status == 200
@@ -75,7 +75,7 @@ async def test_the_cluster_knows_the_last_activity_to_the_second_despite_throttl
     assert abs(epoch(seen["lastActiveAt"]) - last) < 0.05
     # ... while the database still holds the one write of the window.
     await cluster.settle()
-    stored = (await cluster[2].c.store.get_presence([subject]))[subject].last_active_at
+    stored = (await cluster[2].store.get_presence([subject]))[subject].last_active_at
     assert stored == written
     assert cluster.writes.by_subject[alice_id] == 1
 
@@ -182,12 +182,12 @@ async def test_guests_are_tracked_like_users_and_expired_links_leave_no_trace(
     await cluster.settle()
     assert await cluster[0].c.counters.read(0) == before
     late_member = f"anon:{late['participant']['id']}"
-    redis, keys = cluster[0].c.redis, cluster[0].c.keys
+    redis, keys = cluster[0].redis, cluster[0].keys
     assert await redis.zscore(keys.last_activity, late_member) is None
     assert not await redis.sismember(keys.online, late_member)
     assert not await redis.exists(f"{keys.prefix}throttle:{late_member}")
     late_subject = SubjectRef(SubjectKind.ANONYMOUS, late["participant"]["id"])
-    stored = (await cluster[0].c.store.get_presence([late_subject]))[late_subject]
+    stored = (await cluster[0].store.get_presence([late_subject]))[late_subject]
     assert stored.last_active_at is None
     assert not stored.is_online
 
@@ -255,7 +255,7 @@ async def test_a_deactivated_user_is_refused_once_the_cache_rechecks(
     cluster = await make_cluster(2)
     alice, alice_id = await cluster.register("alice")
     assert (await cluster[0].client.get("/api/users/me", headers=bearer(alice))).status == 200
-    await cluster[0].c.store.set_user_active(alice_id, False)
+    await cluster[0].store.set_user_active(alice_id, False)
     # A worker whose cache has not seen the token asks the database, as every worker does at
     # its 30 s recheck (tests/unit/test_authenticator.py drives that with a fake clock).
     resp = await cluster[1].client.get("/api/users/me", headers=bearer(alice))

@@ -21,12 +21,13 @@ async def test_a_sweep_of_1000_stale_subjects_writes_them_all_in_bounded_bulks(
         1, maintenance_interval_s=3600.0, offline_threshold_s=60.0, mongo_max_batch=40
     )
     c = cluster[0].c
+    w = cluster[0]
     now = c.clock.now()
     created = []
     for start in range(0, STALE, 50):  # side by side, within the client's pool
         created += await asyncio.gather(
             *(
-                c.store.create_user(
+                w.store.create_user(
                     username=f"stale{i}",
                     email=f"stale{i}@example.test",
                     password_hash="-",
@@ -38,11 +39,11 @@ async def test_a_sweep_of_1000_stale_subjects_writes_them_all_in_bounded_bulks(
         )
     subjects = [SubjectRef(SubjectKind.USER, u.id) for u in created]
     for subject in subjects:
-        await c.store.record_activity(subject, from_epoch(now - 120), mark_online=True)
+        await w.store.record_activity(subject, from_epoch(now - 120), mark_online=True)
     # What REST-only subjects that went quiet two minutes ago leave in Redis.
     members = [s.member for s in subjects]
-    await c.redis.sadd(c.keys.online, *members)
-    await c.redis.zadd(c.keys.last_activity, {m: int((now - 120) * 1000) for m in members})
+    await w.redis.sadd(w.keys.online, *members)
+    await w.redis.zadd(w.keys.last_activity, {m: int((now - 120) * 1000) for m in members})
 
     maintenance = cluster[0].app[MAINTENANCE]
     election = asyncio.create_task(maintenance.lease.run())
@@ -59,7 +60,7 @@ async def test_a_sweep_of_1000_stale_subjects_writes_them_all_in_bounded_bulks(
     assert report.ran and report.quiet_offline == STALE
     assert cluster.writes.largest_update <= 40
     assert cluster.writes.update_commands - before >= STALE // 40
-    stored = await c.store.get_presence(subjects)
+    stored = await w.store.get_presence(subjects)
     assert len(stored) == STALE
     assert not any(p.is_online for p in stored.values())
     assert {p.last_seen for p in stored.values()} == {from_epoch(now - 120)}

@@ -74,6 +74,6 @@ async def test_fifty_concurrent_requests_on_three_workers_write_once(
     assert statuses == [200] * 50
     assert cluster.writes.last_active_writes - before == 1
     subject = SubjectRef(SubjectKind.USER, user_id)
-    stored = await cluster[0].c.store.get_presence([subject])
+    stored = await cluster[0].store.get_presence([subject])
     assert stored[subject].last_active_at is not None
     assert stored[subject].is_online

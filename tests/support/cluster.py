@@ -12,12 +12,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from pymongo import AsyncMongoClient, monitoring
+from redis.asyncio import Redis
 
 from presence.api.context import COMPONENTS, Components
-from presence.app import create_app
+from presence.app import RESOURCES, create_app
 from presence.auth.passwords import Passwords
 from presence.config import Settings
 from presence.domain import Role
+from presence.keys import Keys
+from presence.store.base import Store
 from presence.store.mongo import MongoStore
 
 
@@ -61,6 +64,19 @@ class Worker:
     def c(self) -> Components:
         return self.app[COMPONENTS]
 
+    # What the services hide from the handlers, for tests that arrange or inspect state.
+    @property
+    def store(self) -> Store:
+        return self.app[RESOURCES].store
+
+    @property
+    def redis(self) -> Redis:
+        return self.app[RESOURCES].redis
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.c.settings.redis_prefix)
+
 
 @dataclass
 class Cluster:
@@ -84,7 +100,7 @@ class Cluster:
     async def admin_token(self) -> str:
         accounts = self[0].c.accounts
         email = "root@example.test"
-        if await self[0].c.store.find_user_by_email(email) is None:
+        if await self[0].store.find_user_by_email(email) is None:
             await accounts.create_user(
                 username="root", email=email, password="password-1", role=Role.ADMIN
             )

@@ -1,4 +1,5 @@
-"""A python-socketio client that records what it hears."""
+"""A python-socketio client that records what it hears, and checks every event it hears
+against the published contract (:data:`presence.contract.events.OUTBOUND`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import socketio
+from pydantic import TypeAdapter, ValidationError
+
+from presence.contract.events import OUTBOUND
+
+_CONTRACT = {event: TypeAdapter(model) for event, model in OUTBOUND.items()}
+
+
+def contract_violation(event: str, data: Any) -> str | None:
+    """Why a payload a client heard is not what the contract says, or None."""
+    adapter = _CONTRACT.get(event)
+    if adapter is None:
+        return f"{event}: not a documented event"
+    try:
+        adapter.validate_python(data)
+    except ValidationError as exc:
+        return f"{event}: {exc.errors(include_url=False)[0]} in {data!r}"
+    return None
 
 
 @dataclass
@@ -32,12 +50,18 @@ class Listener:
     # Every client of the running test, so teardown can close the ones a test left open
     # (a client its server dropped still holds an HTTP session).
     opened: ClassVar[list[Listener]] = []
+    # Every payload any client heard that the contract does not describe.
+    violations: ClassVar[list[str]] = []
 
     def __post_init__(self) -> None:
         Listener.opened.append(self)
 
         async def catch_all(event: str, *args: Any) -> None:
-            self.heard.append(Heard(event, args[0] if len(args) == 1 else args, time.time()))
+            data = args[0] if len(args) == 1 else args
+            self.heard.append(Heard(event, data, time.time()))
+            violation = contract_violation(event, data)
+            if violation is not None:
+                Listener.violations.append(f"{self.name}: {violation}")
 
         async def on_connect_error(data: Any) -> None:
             self.connect_error = data
@@ -104,3 +128,11 @@ class Listener:
         http = getattr(self.client.eio, "http", None)
         if http is not None and not http.closed:
             await http.close()
+
+    @classmethod
+    async def close_all(cls) -> None:
+        """Close every client of the test; fail it if any heard a payload off the contract."""
+        while cls.opened:
+            await cls.opened.pop().close()
+        found, cls.violations[:] = list(cls.violations), []
+        assert not found, f"payloads off the contract: {found[:5]}"

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import hypothesis
 import hypothesis.strategies as st
 
 from presence.addresses import client_address
-from presence.api import parsing
+from presence.api import openapi, parsing
 from presence.auth.tokens import JwtCodec, TokenError, claimed_subject
-from presence.domain import InvalidInput, ManualStatus, Status
+from presence.contract.events import INBOUND
+from presence.domain import InvalidInput, ManualStatus, Status, has_control_characters
 from presence.policy import LiveState, is_online, last_seen, own_status, visible_status
 from presence.realtime import payloads
 from presence.realtime.limits import TokenBucket
@@ -37,12 +42,9 @@ CODEC = JwtCodec(JWT_SECRET, 3600, FakeClock())
 @FAST
 @hypothesis.given(args=ANY_ARGS)
 def test_socket_payload_validators_refuse_only_with_their_own_error(args: tuple[Any, ...]) -> None:
-    for validate in (
-        payloads.authenticate,
-        payloads.presence_set,
-        payloads.conversation_join,
-        payloads.heartbeat,
-    ):
+    validators: list[Callable[[tuple[Any, ...]], object]] = [payloads.authenticate]
+    validators += [partial(payloads.event_payload, model) for model in INBOUND.values()]
+    for validate in validators:
         refusal: payloads.InvalidPayload | None = None
         try:
             validate(args)
@@ -57,23 +59,36 @@ def test_socket_payload_validators_refuse_only_with_their_own_error(args: tuple[
         assert (found.token is None) != (found.session_token is None)
 
 
+assert openapi.PATHS  # imports every handler, so each has declared its body
+REQUEST_BODIES = [declared.model for declared in parsing.DECLARED.values()]
+FIELD_NAMES = sorted(
+    {field.alias or name for model in REQUEST_BODIES for name, field in model.model_fields.items()}
+)
+
+
 @FAST
-@hypothesis.given(body=st.dictionaries(st.sampled_from(["a", "email", "ids"]), JSON))
-def test_http_body_parsers_refuse_only_with_invalid_input(body: dict[str, Any]) -> None:
-    for parse in (
-        lambda: parsing.text(body, "a", max_len=64),
-        lambda: parsing.secret(body, "a", min_len=8),
-        lambda: parsing.email(body),
-        lambda: parsing.boolean(body, "a"),
-        lambda: parsing.string_list(body, "ids", max_items=10),
-        lambda: parsing.optional_seconds(body, "a", low=1, high=60),
-    ):
+@hypothesis.given(
+    body=st.dictionaries(st.sampled_from(FIELD_NAMES), JSON).map(json.dumps).map(str.encode)
+    | st.binary(max_size=64)
+)
+def test_http_bodies_are_refused_only_with_invalid_input(body: bytes) -> None:
+    assert len(REQUEST_BODIES) >= 7, "every handler that reads a body declares it"
+    for model in REQUEST_BODIES:
+        refusal: InvalidInput | None = None
         try:
-            value = parse()
-        except InvalidInput:
-            continue
-        if isinstance(value, float):
-            assert 1 <= value <= 60
+            parsing.decode(model, body)
+        except InvalidInput as exc:
+            refusal = exc
+        assert refusal is None or (
+            refusal.code in ("invalid_input", "invalid_json") and refusal.message
+        )
+
+
+def test_control_characters_are_exactly_unicode_category_cc() -> None:
+    """The pattern every schema publishes is the rule the code applies."""
+    for point in range(0x110000):
+        char = chr(point)
+        assert has_control_characters(char) == (unicodedata.category(char) == "Cc"), hex(point)
 
 
 @FAST

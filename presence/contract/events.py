@@ -1,0 +1,98 @@
+"""Every Socket.IO payload (SPEC §6.3): what a client may send, and what it hears."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, Strict, model_validator
+
+from presence.contract.fields import Body, Id, Shape, Token
+from presence.contract.http import AnyPresence
+from presence.domain import ManualStatus
+
+# -- inbound ------------------------------------------------------------------------------------
+
+
+class Credentials(Body):
+    """``{token}`` or ``{sessionToken}``, in the handshake's ``auth`` or an ``authenticate``
+    event. A bare ``userId`` is not a credential: it would let anyone be anyone."""
+
+    token: Token | None = None
+    session_token: Token | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_impersonation(cls, value: Any) -> Any:
+        if (
+            isinstance(value, dict)
+            and "userId" in value
+            and not (value.keys() & {"token", "sessionToken"})
+        ):
+            raise ValueError("userId is not a credential")
+        return value
+
+    @property
+    def given(self) -> bool:
+        return self.token is not None or self.session_token is not None
+
+
+class PresenceSet(Body):
+    status: ManualStatus
+
+
+class ConversationJoin(Body):
+    conversation_id: Id
+
+
+class Heartbeat(Body):
+    client_time: Annotated[float, Strict()] | Annotated[str, Strict()] | None = None
+
+
+# -- outbound -----------------------------------------------------------------------------------
+
+
+class AuthenticatedUser(Shape):
+    id: str
+    username: str
+    is_anonymous: bool
+
+
+class Authenticated(Shape):
+    success: Literal[True]
+    user: AuthenticatedUser
+
+
+class PresenceSnapshot(Shape):
+    users: list[AnyPresence]
+
+
+class PresenceState(Shape):
+    conversation_id: str
+    users: list[AnyPresence]
+
+
+class HeartbeatAck(Shape):
+    server_time: datetime | None
+
+
+class SocketError(Shape):
+    code: Annotated[str, Field(min_length=1)]
+    message: str
+
+
+INBOUND: dict[str, type[Body]] = {
+    "authenticate": Credentials,
+    "presence:set": PresenceSet,
+    "conversation:join": ConversationJoin,
+    "heartbeat": Heartbeat,
+}
+# user:status carries one presence record, public or the subject's own.
+OUTBOUND: dict[str, Any] = {
+    "authenticated": Authenticated,
+    "presence:snapshot": PresenceSnapshot,
+    "presence:state": PresenceState,
+    "user:status": AnyPresence,
+    "heartbeat:ack": HeartbeatAck,
+    "error": SocketError,
+}

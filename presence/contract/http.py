@@ -1,0 +1,199 @@
+"""Every HTTP request body and response payload of the REST API (SPEC §6.2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, Strict
+
+from presence.contract.fields import (
+    Address,
+    Body,
+    Email,
+    Id,
+    Name,
+    NewPassword,
+    Password,
+    Shape,
+    StrictBool,
+    Title,
+)
+from presence.domain import ManualStatus, Role, Status
+
+# A week: long enough for an invitation, short enough that a forgotten link dies.
+MAX_LINK_LIFETIME_S = 7 * 24 * 3600.0
+MAX_CONVERSATION_MEMBERS = 1000
+Count = Annotated[int, Field(ge=0)]
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+class RegisterBody(Body):
+    username: Name
+    email: Email
+    password: NewPassword
+
+
+class LoginBody(Body):
+    # Any address an account might have been created with; the lookup decides.
+    email: Address
+    password: Password
+
+
+class JoinBody(Body):
+    nickname: Name
+
+
+class StatusBody(Body):
+    status: ManualStatus
+
+
+class NewConversationBody(Body):
+    title: Title
+    member_ids: Annotated[list[Id], Field(max_length=MAX_CONVERSATION_MEMBERS)]
+
+
+class ShareLinkBody(Body):
+    expires_in_seconds: Annotated[float, Strict(), Field(ge=1, le=MAX_LINK_LIFETIME_S)] | None = (
+        None
+    )
+
+
+class UserStatusBody(Body):
+    user_id: Name
+    is_online: StrictBool
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+
+class Presence(Shape):
+    """One subject's presence as others see it; the same shape in every payload."""
+
+    user_id: str
+    username: str
+    is_anonymous: bool
+    is_online: bool
+    status: Status
+    last_active_at: datetime | None
+    last_seen: datetime | None
+
+
+class OwnPresence(Presence):
+    """The caller's own record also says what it chose, which others never see."""
+
+    manual_status: ManualStatus
+
+
+# Lists show everyone's public record, and the caller's own record where the caller appears.
+AnyPresence = Presence | OwnPresence
+
+
+class User(Shape):
+    id: str
+    username: str
+    email: str
+    role: Role
+    created_at: datetime | None
+
+
+class Participant(Shape):
+    id: str
+    nickname: str
+    conversation_id: str
+    is_anonymous: Literal[True]
+
+
+class UserProfile(User):
+    presence: OwnPresence | None
+
+
+class ParticipantProfile(Participant):
+    presence: OwnPresence | None
+
+
+class Conversation(Shape):
+    id: str
+    title: str
+    member_ids: list[str]
+    created_at: datetime | None
+    members: list[AnyPresence]
+
+
+class ShareLink(Shape):
+    id: str
+    conversation_id: str
+    expires_at: datetime | None
+
+
+class PresenceList(Shape):
+    users: list[AnyPresence]
+
+
+class ConversationPresence(Shape):
+    conversation_id: str
+    users: list[AnyPresence]
+    online: Count
+    total: Count
+
+
+class StatusMetrics(Shape):
+    total_requests: Count
+    throttled_requests: Count
+    successful_updates: Count
+    failed_updates: Count
+    cache_size: Count
+    throttle_rate: Annotated[float, Field(ge=0, le=100)]
+
+
+class Stats(Shape):
+    online_users: Count
+    total_users: Count
+    anonymous_sessions: Count
+    online_anonymous: Count
+    offline_threshold_minutes: float
+    maintenance_active: bool
+    leader: str | None
+    workers: Count
+
+
+class Health(Shape):
+    status: Literal["ok"]
+    worker: str
+
+
+Check = Literal["ok", "down"]
+
+
+class Readiness(Shape):
+    redis: Check
+    mongodb: Check
+    pubsub: Check
+
+
+class Session(Shape):
+    success: Literal[True]
+    token: str
+    user: User
+
+
+class Joined(Shape):
+    success: Literal[True]
+    session_token: str
+    participant: Participant
+
+
+class Acknowledged(Shape):
+    success: Literal[True]
+
+
+class ErrorDetail(Shape):
+    code: str
+    message: str
+
+
+class Error(Shape):
+    success: Literal[False]
+    error: ErrorDetail
+    data: dict[str, str] | None = None
