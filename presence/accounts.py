@@ -90,7 +90,7 @@ class Accounts:
         token = new_session_token()
         participant = await self._store.create_participant(
             conversation_id=link.conversation_id,
-            share_link_id=link.id,
+            link_id=link.id,
             nickname=nickname,
             token_hash=session_token_hash(token),
             now=from_epoch(self._clock.now()),

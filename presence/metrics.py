@@ -8,134 +8,115 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class Metrics:
     def __init__(self, worker_id: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.info = Gauge("presence_worker_info", "Identity of this worker", ["worker"], registry=r)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, labels, registry=self.registry)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, labels, registry=self.registry)
+
+        def histogram(name: str, doc: str, *labels: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, labels, registry=self.registry, buckets=buckets)
+
+        self.info = gauge("presence_worker_info", "Identity of this worker", "worker")
         self.info.labels(worker=worker_id).set(1)
-        self.activity_calls = Counter(
+        self.activity_calls = counter(
             "presence_activity_calls",
             "Activity calls received (REST, socket events, heartbeats)",
-            ["kind"],
-            registry=r,
+            "kind",
         )
-        self.throttled_calls = Counter(
+        self.throttled_calls = counter(
             "presence_throttled_calls",
             "Activity calls that did not write because the subject was inside its window",
-            ["kind"],
-            registry=r,
+            "kind",
         )
-        self.local_cache_hits = Counter(
+        self.local_cache_hits = counter(
             "presence_throttle_local_hits",
             "Activity calls answered by this worker's cache without a Redis round trip",
-            registry=r,
         )
-        self.db_updates = Counter(
-            "presence_db_updates", "lastActiveAt writes by result", ["result"], registry=r
+        self.db_updates = counter("presence_db_updates", "lastActiveAt writes by result", "result")
+        self.throttle_cache_size = gauge(
+            "presence_throttle_cache_size", "Subjects in this worker's throttle cache"
         )
-        self.throttle_cache_size = Gauge(
-            "presence_throttle_cache_size", "Subjects in this worker's throttle cache", registry=r
-        )
-        self.cluster_windows = Gauge(
+        self.cluster_windows = gauge(
             "presence_throttle_windows",
             "Subjects inside a throttle window, cluster-wide (read at scrape time)",
-            registry=r,
         )
-        self.connections = Gauge(
-            "presence_connections", "Live Socket.IO connections on this worker", registry=r
+        self.connections = gauge(
+            "presence_connections", "Live Socket.IO connections on this worker"
         )
-        self.online_subjects = Gauge(
-            "presence_online_subjects",
-            "Online subjects cluster-wide (read at scrape time)",
-            ["kind"],
-            registry=r,
+        self.online_subjects = gauge(
+            "presence_online_subjects", "Online subjects cluster-wide (read at scrape time)", "kind"
         )
-        self.status_changes = Counter(
-            "presence_status_changes",
-            "Presence transitions decided by this worker",
-            ["to"],
-            registry=r,
+        self.status_changes = counter(
+            "presence_status_changes", "Presence transitions decided by this worker", "to"
         )
-        self.broadcasts = Counter(
-            "presence_broadcasts", "user:status events emitted by this worker", registry=r
+        self.broadcasts = counter(
+            "presence_broadcasts", "user:status events emitted by this worker"
         )
-        self.leader = Gauge(
-            "presence_leader", "1 while this worker holds the maintenance lease", registry=r
+        self.leader = gauge("presence_leader", "1 while this worker holds the maintenance lease")
+        self.leader_epoch = gauge(
+            "presence_leader_epoch", "Fencing epoch of this worker's last lease grant"
         )
-        self.leader_epoch = Gauge(
-            "presence_leader_epoch",
-            "Fencing epoch of this worker's last lease grant",
-            registry=r,
-        )
-        self.sweeps = Counter(
-            "presence_maintenance_runs", "Maintenance sweeps run by this worker", registry=r
-        )
-        self.sweep_duration = Histogram(
+        self.sweeps = counter("presence_maintenance_runs", "Maintenance sweeps run by this worker")
+        self.sweep_duration = histogram(
             "presence_maintenance_duration_seconds",
             "Duration of one maintenance sweep",
-            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.marked_offline = Counter(
+        self.marked_offline = counter(
             "presence_maintenance_marked_offline",
             "Subjects the sweep took offline, by why",
-            ["reason"],
-            registry=r,
+            "reason",
         )
-        self.fenced_rejections = Counter(
+        self.fenced_rejections = counter(
             "presence_fenced_write_rejected",
             "Maintenance writes refused because a newer leader epoch exists",
-            registry=r,
         )
-        self.workers_alive = Gauge(
-            "presence_workers_alive",
-            "Live workers seen in the registry (read at scrape time)",
-            registry=r,
+        self.workers_alive = gauge(
+            "presence_workers_alive", "Live workers seen in the registry (read at scrape time)"
         )
-        self.task_restarts = Counter(
+        self.task_restarts = counter(
             "presence_task_restarts",
             "Background loops restarted after they crashed or returned, by task",
-            ["task"],
-            registry=r,
+            "task",
         )
-        self.redis_errors = Counter(
-            "presence_redis_errors", "Redis operations that failed", ["operation"], registry=r
+        self.redis_errors = counter(
+            "presence_redis_errors", "Redis operations that failed", "operation"
         )
-        self.mongo_errors = Counter(
-            "presence_mongo_errors", "MongoDB operations that failed", ["operation"], registry=r
+        self.mongo_errors = counter(
+            "presence_mongo_errors", "MongoDB operations that failed", "operation"
         )
-        self.auth_failures = Counter(
-            "presence_auth_failures", "Refused credentials by reason", ["reason"], registry=r
+        self.auth_failures = counter(
+            "presence_auth_failures", "Refused credentials by reason", "reason"
         )
-        self.socket_events = Counter(
+        self.socket_events = counter(
             "presence_socket_events",
             "Socket.IO events received, by event and outcome",
-            ["event", "outcome"],
-            registry=r,
+            "event",
+            "outcome",
         )
-        self.socket_refusals = Counter(
+        self.socket_refusals = counter(
             "presence_socket_refusals",
             "Socket.IO connections refused or dropped, by reason",
-            ["reason"],
-            registry=r,
+            "reason",
         )
-        self.pubsub_deaf = Gauge(
+        self.pubsub_deaf = gauge(
             "presence_pubsub_deaf",
             "1 while this worker has not heard its own pub/sub probe recently",
-            registry=r,
         )
-        self.pubsub_deaf_episodes = Counter(
-            "presence_pubsub_deaf_episodes",
-            "Times this worker's pub/sub listener went deaf",
-            registry=r,
+        self.pubsub_deaf_episodes = counter(
+            "presence_pubsub_deaf_episodes", "Times this worker's pub/sub listener went deaf"
         )
-        self.pubsub_probe_age = Gauge(
+        self.pubsub_probe_age = gauge(
             "presence_pubsub_last_probe_age_seconds",
             "Seconds since this worker last heard its own pub/sub probe",
-            registry=r,
         )
-        self.http_duration = Histogram(
+        self.http_duration = histogram(
             "presence_http_request_duration_seconds",
             "HTTP request duration",
-            ["route", "method", "status"],
-            registry=r,
+            "route",
+            "method",
+            "status",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )

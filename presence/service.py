@@ -57,23 +57,16 @@ class OnlineCounts:
     anonymous: int
 
 
+@dataclass(kw_only=True, eq=False)
 class PresenceService:
-    def __init__(
-        self,
-        *,
-        store: PresenceStore,
-        clock: Clock,
-        settings: Settings,
-        metrics: Metrics,
-        tracker: ActivityTracker,
-        connections: ConnectionRegistry,
-    ) -> None:
-        self._store = store
-        self._clock = clock
-        self._settings = settings
-        self._metrics = metrics
-        self._tracker = tracker
-        self._connections = connections
+    store: PresenceStore
+    clock: Clock
+    settings: Settings
+    metrics: Metrics
+    tracker: ActivityTracker
+    connections: ConnectionRegistry
+
+    def __post_init__(self) -> None:
         self._listeners: list[StatusListener] = []
         # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
         # closes), with the moment each happened: (subject, sid) -> epoch seconds.
@@ -84,7 +77,7 @@ class PresenceService:
         self._listeners.append(listener)
 
     async def activity(self, subject: SubjectRef) -> None:
-        outcome = await self._tracker.record(subject)
+        outcome = await self.tracker.record(subject)
         if outcome.became_online:
             # Announced before the request goes on, so that what the request changes next
             # (a manual status, say) is announced after it, in order.
@@ -92,13 +85,13 @@ class PresenceService:
 
     async def connect(self, subject: SubjectRef, sid: str) -> None:
         """A connection authenticated. Its first connection anywhere makes the subject online."""
-        became = await self._connections.connect(subject, sid, self._clock.now())
+        became = await self.connections.connect(subject, sid, self.clock.now())
         await self.activity(subject)
         if became:
             try:
-                await self._store.set_online(subject, True)
+                await self.store.set_online(subject, True)
             except StoreError:
-                self._metrics.mongo_errors.labels(operation="set_online").inc()
+                self.metrics.mongo_errors.labels(operation="set_online").inc()
             await self._announce_online(subject)
 
     async def disconnect(self, subject: SubjectRef, sid: str) -> None:
@@ -108,11 +101,11 @@ class PresenceService:
         Never raises: a close Redis cannot record now is kept, with its own time, and
         recorded by the grace finisher as soon as Redis answers. A connection that is gone
         must not stay registered while its worker lives (that is a ghost no sweep removes)."""
-        closed_at = self._clock.now()
+        closed_at = self.clock.now()
         try:
-            await self._connections.disconnect(subject, sid, closed_at)
+            await self.connections.disconnect(subject, sid, closed_at)
         except RedisError:
-            self._metrics.redis_errors.labels(operation="disconnect").inc()
+            self.metrics.redis_errors.labels(operation="disconnect").inc()
             self._unrecorded_closes[(subject, sid)] = closed_at
 
     async def record_closes(self) -> None:
@@ -120,29 +113,29 @@ class PresenceService:
         for (subject, sid), closed_at in sorted(
             self._unrecorded_closes.items(), key=lambda item: item[1]
         ):
-            await self._connections.disconnect(subject, sid, closed_at)
+            await self.connections.disconnect(subject, sid, closed_at)
             del self._unrecorded_closes[(subject, sid)]
 
     async def reassert(self, connections: Sequence[tuple[SubjectRef, str]]) -> None:
         """Register live connections again after Redis forgot them. Only a subject that was
         actually announced offline meanwhile (its stored flag says so) is announced online."""
-        now = self._clock.now()
+        now = self.clock.now()
         for subject, sid in connections:
-            if not await self._connections.connect(subject, sid, now):
+            if not await self.connections.connect(subject, sid, now):
                 continue
-            stored = await self._store.get_presence([subject])
+            stored = await self.store.get_presence([subject])
             if subject in stored and not stored[subject].is_online:
-                await self._store.set_online(subject, True)
+                await self.store.set_online(subject, True)
                 await self._announce_online(subject)
 
     async def forget_previous_life(self, worker_id: str) -> int:
         """At start-up: connections still registered under this worker's id belong to its
         previous life (a restart with a stable id, e.g. a container's host name) and are gone.
         Close them now; the grace period takes their subjects offline."""
-        stale = await self._connections.of_worker(worker_id)
-        now = self._clock.now()
+        stale = await self.connections.of_worker(worker_id)
+        now = self.clock.now()
         for subject, sid in stale:
-            await self._connections.disconnect(subject, sid, now)
+            await self.connections.disconnect(subject, sid, now)
         return len(stale)
 
     async def announce_offline(self, subject: SubjectRef) -> None:
@@ -152,17 +145,15 @@ class PresenceService:
             await self._notify(change)
 
     async def sids(self, subject: SubjectRef) -> list[str]:
-        return await self._connections.sids(subject)
+        return await self.connections.sids(subject)
 
     async def finish_graces(self) -> int:
         """Take offline every subject whose grace period ended; returns how many went offline.
         Every worker runs this; the registry lets exactly one of them finish each close."""
-        due = await self._connections.graces_ended(
-            self._clock.now() - self._settings.offline_grace_s
-        )
+        due = await self.connections.graces_ended(self.clock.now() - self.settings.offline_grace_s)
         went = 0
         for closed in due:
-            if await self._connections.finish_offline(closed):
+            if await self.connections.finish_offline(closed):
                 went += 1
                 await self._went_offline(closed)
         return went
@@ -170,11 +161,11 @@ class PresenceService:
     async def _went_offline(self, closed: ClosedSubject) -> None:
         # lastSeen is the moment the last connection closed, not the moment we noticed.
         try:
-            await self._store.set_online(
+            await self.store.set_online(
                 closed.subject, False, last_seen=from_epoch(closed.closed_at)
             )
         except StoreError:
-            self._metrics.mongo_errors.labels(operation="set_online").inc()
+            self.metrics.mongo_errors.labels(operation="set_online").inc()
         await self.announce_offline(closed.subject)
 
     async def run_grace_finisher(self) -> None:
@@ -184,7 +175,7 @@ class PresenceService:
                 await self.record_closes()
                 await self.finish_graces()
             except (RedisError, StoreError):
-                self._metrics.redis_errors.labels(operation="finish_graces").inc()
+                self.metrics.redis_errors.labels(operation="finish_graces").inc()
             except Exception:  # a background loop must outlive any single failure
                 log.exception("finishing grace periods failed")
 
@@ -195,10 +186,10 @@ class PresenceService:
         everyone's public view, except the viewer's own record."""
         if not subjects:
             return []
-        stored = await self._store.get_presence(subjects)
+        stored = await self.store.get_presence(subjects)
         known = [s for s in subjects if s in stored]
         live = await self._live_states(known, stored)
-        now = self._clock.now()
+        now = self.clock.now()
         return [self._combine(stored[s], live[s], now, own=s == viewer) for s in known]
 
     async def record(
@@ -212,7 +203,7 @@ class PresenceService:
     ) -> PresenceRecord | None:
         """Store the subject's choice; returns its own view of itself."""
         before = await self.record(subject)
-        if before is None or not await self._store.set_manual_status(subject, status):
+        if before is None or not await self.store.set_manual_status(subject, status):
             return None
         change = await self._change(subject, before=before.status)
         if change is None:
@@ -225,17 +216,17 @@ class PresenceService:
         before = await self.record(subject)
         if before is None:
             return None
-        now = self._clock.now()
+        now = self.clock.now()
         if online:
-            await self._connections.mark_online(subject, now)
-            await self._store.set_online(subject, True)
+            await self.connections.mark_online(subject, now)
+            await self.store.set_online(subject, True)
         else:
-            last = await self._connections.mark_offline(subject)
-            await self._store.set_online(
+            last = await self.connections.mark_offline(subject)
+            await self.store.set_online(
                 subject, False, last_seen=from_epoch(now if last is None else last)
             )
         # The next activity must reach Redis to be able to bring the subject back online.
-        self._tracker.forget(subject)
+        self.tracker.forget(subject)
         change = await self._change(subject, before=before.status)
         if change is None:
             return None
@@ -243,23 +234,23 @@ class PresenceService:
         return change.public
 
     async def online_counts(self) -> OnlineCounts:
-        counts = await self._connections.count_online(self._clock.now())
+        counts = await self.connections.count_online(self.clock.now())
         return OnlineCounts(counts[SubjectKind.USER], counts[SubjectKind.ANONYMOUS])
 
     async def _live_states(
         self, subjects: Sequence[SubjectRef], stored: dict[SubjectRef, StoredPresence]
     ) -> dict[SubjectRef, policy.LiveState]:
         try:
-            states = await self._connections.live_states(subjects)
+            states = await self.connections.live_states(subjects)
         except RedisError:
-            self._metrics.redis_errors.labels(operation="read_presence").inc()
+            self.metrics.redis_errors.labels(operation="read_presence").inc()
             return {s: _stored_live_state(stored[s]) for s in subjects}
         return dict(zip(subjects, states, strict=True))
 
     def _combine(
         self, stored: StoredPresence, live: policy.LiveState, now: float, *, own: bool
     ) -> PresenceRecord:
-        online = policy.is_online(live, now, self._settings.offline_threshold_s)
+        online = policy.is_online(live, now, self.settings.offline_threshold_s)
         if own:
             status = policy.own_status(online, stored.manual_status)
         else:
@@ -282,11 +273,11 @@ class PresenceService:
         """The subject's views now. ``before`` is its public status before the change; None
         means "it was online as its manual status says" (a grace period just ended)."""
         # One read of the stores for both views: this runs on every transition.
-        stored = await self._store.get_presence([subject])
+        stored = await self.store.get_presence([subject])
         if subject not in stored:
             return None
         live = (await self._live_states([subject], stored))[subject]
-        now = self._clock.now()
+        now = self.clock.now()
         own = self._combine(stored[subject], live, now, own=True)
         public = self._combine(stored[subject], live, now, own=False)
         if before is None:
@@ -305,7 +296,7 @@ class PresenceService:
             await self._notify(change)
 
     async def _notify(self, change: StatusChange) -> None:
-        self._metrics.status_changes.labels(to=change.own.status.value).inc()
+        self.metrics.status_changes.labels(to=change.own.status.value).inc()
         for listener in self._listeners:
             try:
                 await listener(change)

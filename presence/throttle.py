@@ -86,37 +86,30 @@ class _LocalCounts:
     cache_hits: int = 0
 
 
+@dataclass(kw_only=True, eq=False)
 class ActivityTracker:
-    def __init__(
-        self,
-        *,
-        windows: ThrottleWindows,
-        store: PresenceStore,
-        clock: Clock,
-        settings: Settings,
-        metrics: Metrics,
-        counters: ClusterCounters,
-    ) -> None:
-        self._windows = windows
-        self._store = store
-        self._clock = clock
-        self._settings = settings
-        self._metrics = metrics
-        self._counters = counters
+    windows: ThrottleWindows
+    store: PresenceStore
+    clock: Clock
+    settings: Settings
+    metrics: Metrics
+    counters: ClusterCounters
+
+    def __post_init__(self) -> None:
         self._cache: dict[SubjectRef, _Window] = {}
         self._pending_last: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._inflight: dict[SubjectRef, asyncio.Future[None]] = {}
         self._local_counts = {kind: _LocalCounts() for kind in SubjectKind}
-        self._backoff_s = min(settings.throttle_interval_s, RETRY_BACKOFF_S)
+        self._backoff_s = min(self.settings.throttle_interval_s, RETRY_BACKOFF_S)
 
     @property
     def cache_size(self) -> int:
         return len(self._cache)
 
     async def record(self, subject: SubjectRef) -> ActivityOutcome:
-        now = self._clock.now()
-        mono = self._clock.monotonic()
+        now = self.clock.now()
+        mono = self.clock.monotonic()
         counts = self._local_counts[subject.kind]
         counts.calls += 1
 
@@ -132,7 +125,7 @@ class ActivityTracker:
             # answer covers this request too, so a worker asks once per subject per window.
             await asyncio.wait([inflight])
             window = self._cache.get(subject)
-            if window is not None and policy.window_covers(window.ends, self._clock.monotonic()):
+            if window is not None and policy.window_covers(window.ends, self.clock.monotonic()):
                 return self._hit(window, now, mono, counts)
 
         asked = asyncio.get_running_loop().create_future()
@@ -150,7 +143,7 @@ class ActivityTracker:
         member = window.member
         pending = self._pending_last
         pending[member] = max(now, pending.get(member, 0.0))
-        self._counters.add_throttled(now)
+        self.counters.add_throttled(now)
         counts.throttled += 1
         counts.cache_hits += 1
         return _NOTHING_CHANGED
@@ -158,15 +151,15 @@ class ActivityTracker:
     async def _ask_redis(
         self, subject: SubjectRef, now: float, mono: float, counts: _LocalCounts
     ) -> ActivityOutcome:
-        self._counters.add(TOTAL, now)
-        token = f"{self._settings.worker_id}:{uuid.uuid4().hex}"
+        self.counters.add(TOTAL, now)
+        token = f"{self.settings.worker_id}:{uuid.uuid4().hex}"
         try:
-            claim = await self._windows.claim(subject, token, now)
+            claim = await self.windows.claim(subject, token, now)
         except RedisError as exc:
-            self._metrics.redis_errors.labels(operation="activity").inc()
+            self.metrics.redis_errors.labels(operation="activity").inc()
             log.warning("activity not recorded, Redis failed: %s", exc)
-            self._counters.add(FAILED, now)
-            self._metrics.db_updates.labels(result="failed").inc()
+            self.counters.add(FAILED, now)
+            self.metrics.db_updates.labels(result="failed").inc()
             return _NOTHING_CHANGED
 
         if claim.left_s > 0:
@@ -176,7 +169,7 @@ class ActivityTracker:
         if claim.won:
             self._start_write(subject, now, token, mark_online=claim.became_online)
         else:
-            self._counters.add(THROTTLED, now)
+            self.counters.add(THROTTLED, now)
             counts.throttled += 1
             if claim.became_online:
                 self._start_online_flag(subject)
@@ -204,35 +197,35 @@ class ActivityTracker:
         self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
     ) -> None:
         try:
-            await self._store.record_activity(subject, from_epoch(at), mark_online=mark_online)
+            await self.store.record_activity(subject, from_epoch(at), mark_online=mark_online)
         except StoreError as exc:
-            self._metrics.mongo_errors.labels(operation="record_activity").inc()
+            self.metrics.mongo_errors.labels(operation="record_activity").inc()
             log.warning("lastActiveAt write failed: %s", exc, extra={"subject": subject.member})
             await self._fail(subject, at, token)
             return
-        self._counters.add(SUCCESSFUL, at)
-        self._metrics.db_updates.labels(result="success").inc()
+        self.counters.add(SUCCESSFUL, at)
+        self.metrics.db_updates.labels(result="success").inc()
 
     async def _fail(self, subject: SubjectRef, at: float, token: str) -> None:
         """Count the failure and shorten the window to the backoff: the next activity after it
         retries."""
-        self._counters.add(FAILED, at)
-        self._metrics.db_updates.labels(result="failed").inc()
-        mono = self._clock.monotonic()
+        self.counters.add(FAILED, at)
+        self.metrics.db_updates.labels(result="failed").inc()
+        mono = self.clock.monotonic()
         self._cache[subject] = _Window(
             ends=mono + self._backoff_s, last_used=mono, member=subject.member
         )
         try:
-            await self._windows.shorten(subject, token, self._backoff_s, self._clock.now())
+            await self.windows.shorten(subject, token, self._backoff_s, self.clock.now())
         except RedisError:
             # The window then simply expires; the next activity after it retries.
-            self._metrics.redis_errors.labels(operation="release").inc()
+            self.metrics.redis_errors.labels(operation="release").inc()
 
     async def _write_online_flag(self, subject: SubjectRef) -> None:
         try:
-            await self._store.set_online(subject, True)
+            await self.store.set_online(subject, True)
         except StoreError:
-            self._metrics.mongo_errors.labels(operation="set_online").inc()
+            self.metrics.mongo_errors.labels(operation="set_online").inc()
 
     def forget(self, subject: SubjectRef) -> None:
         """Drop the local window so the subject's next activity goes to Redis (after a forced
@@ -243,14 +236,14 @@ class ActivityTracker:
         """Move the hot path's plain counts into the Prometheus counters."""
         for kind, counts in self._local_counts.items():
             if counts.calls:
-                self._metrics.activity_calls.labels(kind=kind.value).inc(counts.calls)
+                self.metrics.activity_calls.labels(kind=kind.value).inc(counts.calls)
             if counts.throttled:
-                self._metrics.throttled_calls.labels(kind=kind.value).inc(counts.throttled)
+                self.metrics.throttled_calls.labels(kind=kind.value).inc(counts.throttled)
             if counts.cache_hits:
-                self._metrics.local_cache_hits.inc(counts.cache_hits)
+                self.metrics.local_cache_hits.inc(counts.cache_hits)
             # Reset in place: a call waiting on Redis still holds this object.
             counts.calls = counts.throttled = counts.cache_hits = 0
-        self._metrics.throttle_cache_size.set(len(self._cache))
+        self.metrics.throttle_cache_size.set(len(self._cache))
 
     async def flush(self) -> None:
         """Push precise last activity and counter deltas to Redis."""
@@ -258,17 +251,17 @@ class ActivityTracker:
         if self._pending_last:
             pending, self._pending_last = self._pending_last, {}
             try:
-                await self._windows.raise_last_activity(pending)
+                await self.windows.raise_last_activity(pending)
             except RedisError:
-                self._metrics.redis_errors.labels(operation="last_activity").inc()
+                self.metrics.redis_errors.labels(operation="last_activity").inc()
                 for member, at in pending.items():
                     self._pending_last[member] = max(at, self._pending_last.get(member, 0))
-        await self._counters.flush()
+        await self.counters.flush()
 
     def cleanup_cache(self) -> int:
         """Drop entries unused for longer than the configured max age; returns how many."""
-        mono = self._clock.monotonic()
-        max_age = self._settings.cache_max_age_s
+        mono = self.clock.monotonic()
+        max_age = self.settings.cache_max_age_s
         stale = [
             s
             for s, w in self._cache.items()
@@ -276,7 +269,7 @@ class ActivityTracker:
         ]
         for subject in stale:
             del self._cache[subject]
-        self._metrics.throttle_cache_size.set(len(self._cache))
+        self.metrics.throttle_cache_size.set(len(self._cache))
         return len(stale)
 
     async def run_flusher(self) -> None:
@@ -289,7 +282,7 @@ class ActivityTracker:
 
     async def run_cache_cleanup(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.cache_cleanup_interval_s)
+            await asyncio.sleep(self.settings.cache_cleanup_interval_s)
             removed = self.cleanup_cache()
             if removed:
                 log.info("throttle cache cleanup", extra={"removed": removed})

@@ -43,6 +43,12 @@ _HTTP_CODES = {
     429: "rate_limited",
 }
 
+# A dependency that failed mid-request: 503, naming which one (a retry may well succeed).
+_UNAVAILABLE = {
+    StoreError: ("database_unavailable", "the database is unavailable"),
+    RedisError: ("redis_unavailable", "redis is unavailable"),
+}
+
 
 def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response(
@@ -73,12 +79,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else "request body is too large"
         return error_response(exc.status, code, message)
-    except StoreError:
-        log.warning("database unavailable", extra={"path": request.path})
-        return error_response(503, "database_unavailable", "the database is unavailable")
-    except RedisError:
-        log.warning("redis unavailable", extra={"path": request.path})
-        return error_response(503, "redis_unavailable", "redis is unavailable")
+    except (StoreError, RedisError) as exc:
+        code, message = _UNAVAILABLE[StoreError if isinstance(exc, StoreError) else RedisError]
+        log.warning(message, extra={"path": request.path})
+        return error_response(503, code, message)
     except ConnectionResetError:
         # The client went away mid-request (a timeout on its side): nothing is wrong here.
         log.info("client closed the connection", extra={"path": request.path})

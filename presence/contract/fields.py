@@ -24,29 +24,16 @@ _ADDRESS_CHAR = rf"[^@\s{CONTROL_RANGE}]"
 _EMAIL = rf"^{_ADDRESS_CHAR}{{1,64}}@{_ADDRESS_CHAR}{{1,189}}\.{_ADDRESS_CHAR}{{1,63}}$"
 
 
-# Text fields: trimmed, then 1 to N characters, no control characters. Spelled out one by one
-# (not built by a function) so that type checkers see them as types.
-Name = Annotated[
-    str,
-    Strict(),
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS
-    ),
-]
-Title = Annotated[
-    str,
-    Strict(),
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS
-    ),
-]
-Address = Annotated[
-    str,
-    Strict(),
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=254, pattern=NO_CONTROL_CHARACTERS
-    ),
-]
+def _text(max_chars: int) -> StringConstraints:
+    """A name or title: trimmed, then 1 to ``max_chars`` characters, no control characters."""
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_chars, pattern=NO_CONTROL_CHARACTERS
+    )
+
+
+Name = Annotated[str, Strict(), _text(64)]
+Title = Annotated[str, Strict(), _text(200)]
+Address = Annotated[str, Strict(), _text(254)]
 Email = Annotated[
     str,
     Strict(),
@@ -55,16 +42,15 @@ Email = Annotated[
 # Passwords are never trimmed: spaces in a password are part of it.
 NewPassword = Annotated[str, Strict(), StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256)]
-Id = Annotated[
-    str,
-    Strict(),
-    StringConstraints(min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL_CHARACTERS),
-]
-Token = Annotated[
-    str,
-    Strict(),
-    StringConstraints(min_length=1, max_length=MAX_TOKEN_CHARS, pattern=NO_CONTROL_CHARACTERS),
-]
+
+
+def _opaque(max_chars: int) -> StringConstraints:
+    """An id or a token: taken as it comes (never trimmed), no control characters."""
+    return StringConstraints(min_length=1, max_length=max_chars, pattern=NO_CONTROL_CHARACTERS)
+
+
+Id = Annotated[str, Strict(), _opaque(MAX_ID_CHARS)]
+Token = Annotated[str, Strict(), _opaque(MAX_TOKEN_CHARS)]
 StrictBool = Annotated[bool, Strict()]
 
 

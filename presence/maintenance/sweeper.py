@@ -45,36 +45,24 @@ class SweepReport:
     connections_closed: int = 0
 
 
+@dataclass(kw_only=True, eq=False)
 class Sweeper:
-    def __init__(
-        self,
-        *,
-        lease: LeaderLease,
-        connections: ConnectionRegistry,
-        workers: WorkerRegistry,
-        presence: PresenceService,
-        store: FencingStore,
-        windows: ThrottleWindows,
-        clock: Clock,
-        settings: Settings,
-        metrics: Metrics,
-    ) -> None:
-        self._lease = lease
-        self._connections = connections
-        self._workers = workers
-        self._presence = presence
-        self._store = store
-        self._windows = windows
-        self._clock = clock
-        self._settings = settings
-        self._metrics = metrics
+    lease: LeaderLease
+    connections: ConnectionRegistry
+    workers: WorkerRegistry
+    presence: PresenceService
+    store: FencingStore
+    windows: ThrottleWindows
+    clock: Clock
+    settings: Settings
+    metrics: Metrics
 
     async def _may_write(self) -> bool:
         """The lease is fresh and the database has granted no newer epoch."""
-        if not self._lease.valid():
+        if not self.lease.valid():
             return False
-        if await self._store.leader_epoch() != self._lease.epoch:
-            self._metrics.fenced_rejections.inc()
+        if await self.store.leader_epoch() != self.lease.epoch:
+            self.metrics.fenced_rejections.inc()
             return False
         return True
 
@@ -84,35 +72,35 @@ class Sweeper:
         started = time.perf_counter()
         quiet = await self._sweep_quiet()
         dead, closed = await self._sweep_dead_workers()
-        await self._windows.forget_ended(self._clock.now())
-        self._metrics.sweeps.inc()
-        self._metrics.sweep_duration.observe(time.perf_counter() - started)
+        await self.windows.forget_ended(self.clock.now())
+        self.metrics.sweeps.inc()
+        self.metrics.sweep_duration.observe(time.perf_counter() - started)
         return SweepReport(True, quiet, dead, closed)
 
     async def _sweep_quiet(self) -> int:
-        cutoff = self._clock.now() - self._settings.offline_threshold_s
+        cutoff = self.clock.now() - self.settings.offline_threshold_s
         taken = 0
-        async for batch in self._connections.online_batches(BATCH):
+        async for batch in self.connections.online_batches(BATCH):
             if not await self._may_write():
                 break
-            quiet = await self._connections.take_quiet_offline(batch, cutoff)
+            quiet = await self.connections.take_quiet_offline(batch, cutoff)
             if not quiet:
                 continue
             taken += len(quiet)
-            self._metrics.marked_offline.labels(reason="quiet").inc(len(quiet))
+            self.metrics.marked_offline.labels(reason="quiet").inc(len(quiet))
             # One database round trip for the batch, then its announcements side by side:
             # a sweep's time grows with its batches, not with one round trip per subject.
-            written = await self._store.sweep_offline(
+            written = await self.store.sweep_offline(
                 [(q.subject, from_epoch(q.closed_at)) for q in quiet],
-                epoch=self._lease.epoch,
-                worker_id=self._lease.worker_id,
-                at=from_epoch(self._clock.now()),
+                epoch=self.lease.epoch,
+                worker_id=self.lease.worker_id,
+                at=from_epoch(self.clock.now()),
             )
             if written < len(quiet):
-                self._metrics.fenced_rejections.inc(len(quiet) - written)
+                self.metrics.fenced_rejections.inc(len(quiet) - written)
             # Redis decided these transitions once, atomically: they are announced either way.
             outcomes = await asyncio.gather(
-                *(self._presence.announce_offline(q.subject) for q in quiet),
+                *(self.presence.announce_offline(q.subject) for q in quiet),
                 return_exceptions=True,
             )
             for outcome in outcomes:
@@ -122,18 +110,18 @@ class Sweeper:
 
     async def _sweep_dead_workers(self) -> tuple[int, int]:
         dead, closed = 0, 0
-        for worker_id, last_beat in await self._workers.dead_workers():
-            if worker_id == self._workers.worker_id or not await self._may_write():
+        for worker_id, last_beat in await self.workers.dead_workers():
+            if worker_id == self.workers.worker_id or not await self._may_write():
                 continue
-            connections = await self._connections.of_worker(worker_id)
+            connections = await self.connections.of_worker(worker_id)
             for index, (subject, sid) in enumerate(connections):
                 # Closed as of the worker's last beat; the grace period does the rest.
-                if await self._connections.disconnect(subject, sid, last_beat, worker_id):
-                    self._metrics.marked_offline.labels(reason="dead_worker").inc()
+                if await self.connections.disconnect(subject, sid, last_beat, worker_id):
+                    self.metrics.marked_offline.labels(reason="dead_worker").inc()
                 closed += 1
                 if index % BATCH == BATCH - 1:
                     await asyncio.sleep(0)
-            await self._workers.forget(worker_id)
+            await self.workers.forget(worker_id)
             dead += 1
             log.warning(
                 "dead worker cleaned up",
@@ -143,7 +131,7 @@ class Sweeper:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.maintenance_interval_s)
+            await asyncio.sleep(self.settings.maintenance_interval_s)
             try:
                 await self.sweep()
             except (RedisError, StoreError) as exc:

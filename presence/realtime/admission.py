@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,34 +42,25 @@ class LocalConnection:
     address: str
     principal: Principal | None = None
     registered: bool = False  # recorded in the cluster registry
+    closed: bool = False
     bucket: TokenBucket = field(default_factory=TokenBucket)
     deadline: asyncio.Task[None] | None = None
 
 
+@dataclass(kw_only=True, eq=False)
 class Admission:
-    def __init__(
-        self,
-        *,
-        sio: BoundedServer,
-        metrics: Metrics,
-        authenticator: Authenticator,
-        attempts: AttemptLimiter,
-        conversations: Conversations,
-        presence: PresenceService,
-        trusted_proxies: tuple[Network, ...],
-    ) -> None:
-        self._sio = sio
-        self._metrics = metrics
-        self._auth = authenticator
-        self._attempts = attempts
-        self._conversations = conversations
-        self._presence = presence
-        self._trusted_proxies = trusted_proxies
+    sio: BoundedServer
+    metrics: Metrics
+    authenticator: Authenticator
+    attempts: AttemptLimiter
+    conversations: Conversations
+    presence: PresenceService
+    trusted_proxies: tuple[Network, ...]
 
     def connection(self, environ: dict[str, Any]) -> LocalConnection:
         return LocalConnection(
             address=client_address(
-                _peer(environ), environ.get("HTTP_X_FORWARDED_FOR"), self._trusted_proxies
+                _peer(environ), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies
             )
         )
 
@@ -83,58 +73,48 @@ class Admission:
         """The address is checked before the credentials; the account a refused token claims
         only after the refusal: a valid token is never a guess, so forged tokens naming
         someone cannot lock that person out."""
-        await self._attempts.check(Attempt(address=address))
+        await self.attempts.check(Attempt(address=address))
         try:
             if credentials.token is not None:
-                return await self._auth.from_jwt(credentials.token)
+                return await self.authenticator.from_jwt(credentials.token)
             assert credentials.session_token is not None
-            return await self._auth.from_session_token(credentials.session_token)
+            return await self.authenticator.from_session_token(credentials.session_token)
         except AuthError:
             # Only a refused token is read for the account it claims (unverified).
             claimed = None if credentials.token is None else claimed_subject(credentials.token)
             account = None if claimed is None else f"user:{claimed}"
             try:
                 if account is not None:
-                    await self._attempts.check(Attempt(account=account))
+                    await self.attempts.check(Attempt(account=account))
             finally:
-                await self._attempts.failed(Attempt(address, account))
+                await self.attempts.failed(Attempt(address, account))
             raise
 
     async def admit_and_greet(
-        self,
-        sid: str,
-        connection: LocalConnection,
-        principal: Principal,
-        still_open: Callable[[str], bool],
+        self, sid: str, connection: LocalConnection, principal: Principal
     ) -> None:
         try:
-            await self._admit(sid, connection, principal, still_open)
+            await self._admit(sid, connection, principal)
         except (RedisError, StoreError) as exc:
             refusal = refusal_for(exc)
             assert refusal.outcome == UNAVAILABLE
-            count_authentication(self._metrics, refusal)
-            await self._sio.error(sid, refusal.code, refusal.message)
-            await self._sio.disconnect(sid)
+            count_authentication(self.metrics, refusal)
+            await self.sio.error(sid, refusal.code, refusal.message)
+            await self.sio.disconnect(sid)
             return
         await self._greet(sid, principal)
 
-    async def _admit(
-        self,
-        sid: str,
-        connection: LocalConnection,
-        principal: Principal,
-        still_open: Callable[[str], bool],
-    ) -> None:
+    async def _admit(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
         """Rooms first, then the registry: whatever changes after this is heard, whatever
         changed before is in the snapshot that follows."""
         connection.principal = principal
-        await self._sio.enter_room(sid, user_room(principal.subject.id))
-        for conversation in await self._conversations.conversations_of(principal.subject):
-            await self._sio.enter_room(sid, conversation_room(conversation.id))
-        await self._presence.connect(principal.subject, sid)
+        await self.sio.enter_room(sid, user_room(principal.subject.id))
+        for conversation in await self.conversations.conversations_of(principal.subject):
+            await self.sio.enter_room(sid, conversation_room(conversation.id))
+        await self.presence.connect(principal.subject, sid)
         connection.registered = True
-        if not still_open(sid):  # closed while we were registering it
-            await self._presence.disconnect(principal.subject, sid)
+        if connection.closed:  # closed while we were registering it
+            await self.presence.disconnect(principal.subject, sid)
 
     async def _greet(self, sid: str, principal: Principal) -> None:
         user = {
@@ -142,16 +122,16 @@ class Admission:
             "username": principal.name,
             "isAnonymous": principal.subject.is_anonymous,
         }
-        await self._sio.reply(sid, "authenticated", {"success": True, "user": user})
+        await self.sio.reply(sid, "authenticated", {"success": True, "user": user})
         try:
-            shared = await self._conversations.shared_with(principal)
-            records = await self._presence.records(
+            shared = await self.conversations.shared_with(principal)
+            records = await self.presence.records(
                 sorted(shared, key=lambda s: s.member), viewer=principal.subject
             )
         except (RedisError, StoreError):
             log.warning("no snapshot for a new connection", extra={"sid": sid})
             return
-        await self._sio.reply(sid, "presence:snapshot", {"users": [r.to_json() for r in records]})
+        await self.sio.reply(sid, "presence:snapshot", {"users": [r.to_json() for r in records]})
 
 
 def _header_credentials(environ: dict[str, Any]) -> payloads.Credentials | None:

@@ -10,6 +10,7 @@ one skips them.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import socketio
 
@@ -31,22 +32,16 @@ def conversation_room(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
 
 
+@dataclass(kw_only=True, eq=False)
 class Broadcaster:
-    def __init__(
-        self,
-        sio: socketio.AsyncServer,
-        conversations: Conversations,
-        presence: PresenceService,
-        metrics: Metrics,
-    ) -> None:
-        self._sio = sio
-        self._conversations = conversations
-        self._presence = presence
-        self._metrics = metrics
+    sio: socketio.AsyncServer
+    conversations: Conversations
+    presence: PresenceService
+    metrics: Metrics
 
     async def audience(self, subject: SubjectRef) -> list[str]:
         rooms: dict[str, None] = {}
-        for conversation in await self._conversations.conversations_of(subject):
+        for conversation in await self.conversations.conversations_of(subject):
             rooms[conversation_room(conversation.id)] = None
             for member_id in conversation.member_ids:
                 rooms[user_room(member_id)] = None
@@ -65,13 +60,11 @@ class Broadcaster:
             if same_view:
                 await self._emit(change.public.to_json(), rooms, skip=None)
                 return
-            await self._emit(
-                change.public.to_json(), rooms, skip=await self._presence.sids(subject)
-            )
+            await self._emit(change.public.to_json(), rooms, skip=await self.presence.sids(subject))
         await self._emit(change.own.to_json(), [own_room], skip=None)
 
     async def _emit(
         self, payload: dict[str, object], rooms: list[str], skip: list[str] | None
     ) -> None:
-        await self._sio.emit(USER_STATUS, payload, to=rooms, skip_sid=skip or None)
-        self._metrics.broadcasts.inc()
+        await self.sio.emit(USER_STATUS, payload, to=rooms, skip_sid=skip or None)
+        self.metrics.broadcasts.inc()

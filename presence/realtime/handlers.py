@@ -4,6 +4,7 @@ which arrives already validated by its model (:data:`presence.contract.events.IN
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from presence.clock import Clock
@@ -18,19 +19,14 @@ from presence.service import PresenceService
 EventHandler = Callable[[str, Principal, Any], Awaitable[None]]
 
 
+@dataclass(kw_only=True, eq=False)
 class EventHandlers:
-    def __init__(
-        self,
-        *,
-        sio: BoundedServer,
-        clock: Clock,
-        conversations: Conversations,
-        presence: PresenceService,
-    ) -> None:
-        self._sio = sio
-        self._clock = clock
-        self._conversations = conversations
-        self._presence = presence
+    sio: BoundedServer
+    clock: Clock
+    conversations: Conversations
+    presence: PresenceService
+
+    def __post_init__(self) -> None:
         self.table: dict[str, EventHandler] = {
             "presence:set": self.presence_set,
             "conversation:join": self.conversation_join,
@@ -45,25 +41,25 @@ class EventHandlers:
         await self.table[event](sid, principal, payload)
 
     async def presence_set(self, sid: str, principal: Principal, payload: PresenceSet) -> None:
-        await self._presence.activity(principal.subject)
-        await self._presence.set_manual_status(principal.subject, payload.status)
+        await self.presence.activity(principal.subject)
+        await self.presence.set_manual_status(principal.subject, payload.status)
 
     async def conversation_join(
         self, sid: str, principal: Principal, payload: ConversationJoin
     ) -> None:
-        await self._presence.activity(principal.subject)
-        conversation = await self._conversations.visible_to(principal, payload.conversation_id)
-        await self._sio.enter_room(sid, conversation_room(conversation.id))
-        members = await self._conversations.members(conversation)
-        records = await self._presence.records(members, viewer=principal.subject)
-        await self._sio.reply(
+        await self.presence.activity(principal.subject)
+        conversation = await self.conversations.visible_to(principal, payload.conversation_id)
+        await self.sio.enter_room(sid, conversation_room(conversation.id))
+        members = await self.conversations.members(conversation)
+        records = await self.presence.records(members, viewer=principal.subject)
+        await self.sio.reply(
             sid,
             "presence:state",
             {"conversationId": conversation.id, "users": [r.to_json() for r in records]},
         )
 
     async def heartbeat(self, sid: str, principal: Principal, payload: Heartbeat) -> None:
-        await self._presence.activity(principal.subject)
-        await self._sio.reply(
-            sid, "heartbeat:ack", {"serverTime": iso(from_epoch(self._clock.now()))}
+        await self.presence.activity(principal.subject)
+        await self.sio.reply(
+            sid, "heartbeat:ack", {"serverTime": iso(from_epoch(self.clock.now()))}
         )

@@ -101,7 +101,9 @@ class RealtimeServer:
         self._handlers = EventHandlers(
             sio=self.sio, clock=clock, conversations=conversations, presence=presence
         )
-        self._broadcaster = Broadcaster(self.sio, conversations, presence, metrics)
+        self._broadcaster = Broadcaster(
+            sio=self.sio, conversations=conversations, presence=presence, metrics=metrics
+        )
         presence.add_listener(self._broadcaster.on_change)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -171,10 +173,7 @@ class RealtimeServer:
     async def _welcome(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
         # Runs once the CONNECT packet is out: events reach the socket only after it.
         await asyncio.sleep(0)
-        await self._admission.admit_and_greet(sid, connection, principal, self._is_open)
-
-    def _is_open(self, sid: str) -> bool:
-        return sid in self._local
+        await self._admission.admit_and_greet(sid, connection, principal)
 
     async def _late_authenticate(
         self, sid: str, connection: LocalConnection, args: tuple[Any, ...]
@@ -192,7 +191,7 @@ class RealtimeServer:
             return
         if connection.deadline is not None:
             connection.deadline.cancel()
-        await self._admission.admit_and_greet(sid, connection, principal, self._is_open)
+        await self._admission.admit_and_greet(sid, connection, principal)
 
     async def _expire_unauthenticated(self, sid: str) -> None:
         await asyncio.sleep(self._settings.auth_deadline_s)
@@ -207,6 +206,7 @@ class RealtimeServer:
         self._metrics.connections.set(len(self._local))
         if connection is None:
             return
+        connection.closed = True
         if connection.deadline is not None:
             connection.deadline.cancel()
         if connection.principal is not None and connection.registered:

@@ -58,6 +58,10 @@ class ShareLinkRecord:
     created_at: datetime
 
 
+# A subject the sweep takes offline, with the lastSeen it gets (its real last activity).
+Sweep = tuple[SubjectRef, datetime]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPresence:
     subject: SubjectRef
@@ -102,13 +106,7 @@ class UserStore(Protocol):
 
 class ParticipantStore(Protocol):
     async def create_participant(
-        self,
-        *,
-        conversation_id: str,
-        share_link_id: str,
-        nickname: str,
-        token_hash: str,
-        now: datetime,
+        self, *, conversation_id: str, link_id: str, nickname: str, token_hash: str, now: datetime
     ) -> ParticipantRecord: ...
 
     async def get_participant(self, participant_id: str) -> ParticipantRecord | None: ...
@@ -135,12 +133,7 @@ class ConversationStore(Protocol):
         """Conversations the user is a member of, oldest first."""
 
     async def create_share_link(
-        self,
-        *,
-        conversation_id: str,
-        created_by: str,
-        expires_at: datetime | None,
-        now: datetime,
+        self, *, conversation_id: str, created_by: str, expires_at: datetime | None, now: datetime
     ) -> ShareLinkRecord: ...
 
     async def get_share_link(self, link_id: str) -> ShareLinkRecord | None: ...
@@ -174,12 +167,7 @@ class FencingStore(Protocol):
         """The newest maintenance epoch granted (0 before the first)."""
 
     async def sweep_offline(
-        self,
-        sweeps: Sequence[tuple[SubjectRef, datetime]],
-        *,
-        epoch: int,
-        worker_id: str,
-        at: datetime,
+        self, sweeps: Sequence[Sweep], *, epoch: int, worker_id: str, at: datetime
     ) -> int:
         """Maintenance writes, one batch: each subject offline, ``lastSeen`` raised to its
         time. A subject already written under a newer epoch, or gone, is refused. Returns how
@@ -187,12 +175,6 @@ class FencingStore(Protocol):
 
 
 class Store(
-    Lifecycle,
-    UserStore,
-    ParticipantStore,
-    ConversationStore,
-    PresenceStore,
-    FencingStore,
-    Protocol,
+    Lifecycle, UserStore, ParticipantStore, ConversationStore, PresenceStore, FencingStore, Protocol
 ):
     """Everything a worker keeps in the database."""

@@ -15,6 +15,7 @@ from presence.store.base import (
     ParticipantRecord,
     ShareLinkRecord,
     StoredPresence,
+    Sweep,
     UserRecord,
 )
 
@@ -93,17 +94,9 @@ class MemoryStore:
         return {u for u in user_ids if u in self._users}
 
     async def create_participant(
-        self,
-        *,
-        conversation_id: str,
-        share_link_id: str,
-        nickname: str,
-        token_hash: str,
-        now: datetime,
+        self, *, conversation_id: str, link_id: str, nickname: str, token_hash: str, now: datetime
     ) -> ParticipantRecord:
-        participant = ParticipantRecord(
-            _new_id(), conversation_id, share_link_id, nickname, True, now
-        )
+        participant = ParticipantRecord(_new_id(), conversation_id, link_id, nickname, True, now)
         self._participants[participant.id] = participant
         self._token_hashes[token_hash] = participant.id
         self._presence[SubjectRef(SubjectKind.ANONYMOUS, participant.id)] = _PresenceFields()
@@ -148,12 +141,7 @@ class MemoryStore:
         return sorted(found, key=lambda c: (c.created_at, c.id))
 
     async def create_share_link(
-        self,
-        *,
-        conversation_id: str,
-        created_by: str,
-        expires_at: datetime | None,
-        now: datetime,
+        self, *, conversation_id: str, created_by: str, expires_at: datetime | None, now: datetime
     ) -> ShareLinkRecord:
         link = ShareLinkRecord(_new_id(), conversation_id, created_by, expires_at, True, now)
         self._links[link.id] = link
@@ -220,12 +208,7 @@ class MemoryStore:
         return self._leader_epoch
 
     async def sweep_offline(
-        self,
-        sweeps: Sequence[tuple[SubjectRef, datetime]],
-        *,
-        epoch: int,
-        worker_id: str,
-        at: datetime,
+        self, sweeps: Sequence[Sweep], *, epoch: int, worker_id: str, at: datetime
     ) -> int:
         written = 0
         for subject, last_seen in sweeps:

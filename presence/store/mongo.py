@@ -26,6 +26,7 @@ from presence.store.base import (
     ShareLinkRecord,
     StoredPresence,
     StoreError,
+    Sweep,
     UserRecord,
 )
 
@@ -193,18 +194,12 @@ class MongoStore:
         return {d["_id"] for d in docs}
 
     async def create_participant(
-        self,
-        *,
-        conversation_id: str,
-        share_link_id: str,
-        nickname: str,
-        token_hash: str,
-        now: datetime,
+        self, *, conversation_id: str, link_id: str, nickname: str, token_hash: str, now: datetime
     ) -> ParticipantRecord:
         doc = {
             "_id": str(ObjectId()),
             "conversationId": conversation_id,
-            "shareLinkId": share_link_id,
+            "shareLinkId": link_id,
             "nickname": nickname,
             "sessionTokenHash": token_hash,
             "isActive": True,
@@ -261,12 +256,7 @@ class MongoStore:
         return [_conversation(d) for d in docs]
 
     async def create_share_link(
-        self,
-        *,
-        conversation_id: str,
-        created_by: str,
-        expires_at: datetime | None,
-        now: datetime,
+        self, *, conversation_id: str, created_by: str, expires_at: datetime | None, now: datetime
     ) -> ShareLinkRecord:
         doc = {
             "_id": str(ObjectId()),
@@ -353,12 +343,7 @@ class MongoStore:
         return 0 if doc is None else int(doc["epoch"])
 
     async def sweep_offline(
-        self,
-        sweeps: Sequence[tuple[SubjectRef, datetime]],
-        *,
-        epoch: int,
-        worker_id: str,
-        at: datetime,
+        self, sweeps: Sequence[Sweep], *, epoch: int, worker_id: str, at: datetime
     ) -> int:
         # One round trip per collection and ``max_batch`` operations. The database is the
         # fence: a document last written under a newer epoch does not match.

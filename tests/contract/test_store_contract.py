@@ -103,7 +103,7 @@ async def test_share_links_and_participants(store: Store) -> None:
     )
     assert await store.get_share_link(link.id) == link
     guest = await store.create_participant(
-        conversation_id=conv.id, share_link_id=link.id, nickname="guest", token_hash="h1", now=T0
+        conversation_id=conv.id, link_id=link.id, nickname="guest", token_hash="h1", now=T0
     )
     assert await store.find_participant_by_token_hash("h1") == guest
     assert await store.find_participant_by_token_hash("h2") is None
@@ -150,7 +150,7 @@ async def test_presence_of_users_and_guests_unknown_left_out(store: Store) -> No
         conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
     )
     guest = await store.create_participant(
-        conversation_id=conv.id, share_link_id=link.id, nickname="g", token_hash="h", now=T0
+        conversation_id=conv.id, link_id=link.id, nickname="g", token_hash="h", now=T0
     )
     g = SubjectRef(SubjectKind.ANONYMOUS, guest.id)
     missing = SubjectRef(SubjectKind.USER, "missing")

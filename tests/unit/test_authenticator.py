@@ -55,7 +55,7 @@ async def test_a_guest_is_refused_once_its_link_expires_even_when_cached(
     token = new_session_token()
     await store.create_participant(
         conversation_id="c",
-        share_link_id=link.id,
+        link_id=link.id,
         nickname="g",
         token_hash=session_token_hash(token),
         now=now,
