@@ -27,10 +27,11 @@ from typing import Any
 import redis
 from pymongo import AsyncMongoClient, MongoClient
 
-from devstack.balancer import nginx_config
+from devstack.balancer import spawn_nginx
 from devstack.database import DatabaseHost, mongo_url_of
 from devstack.metrics import metric_sum
-from devstack.servers import Server, free_port, redis_server, redis_url_of, wait_for_port
+from devstack.servers import Server, free_port, redis_server, redis_url_of, stop_process
+from devstack.workers import clean_env, settings_env, spawn_worker
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
@@ -132,31 +133,23 @@ class Stack:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def worker_env(self, settings: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-        env.update(
-            PRESENCE_REDIS_URL=self.redis_url,
-            PRESENCE_MONGO_URL=self.mongo_url,
-            PRESENCE_MONGO_DB=MONGO_DB,
-            PRESENCE_JWT_SECRET=self.jwt_secret,
-            PRESENCE_HOST="127.0.0.1",
-            PRESENCE_LOG_LEVEL="WARNING",
+    def worker_env(self, settings: dict[str, Any]) -> dict[str, str]:
+        return clean_env(
+            **settings_env(
+                redis_url=self.redis_url,
+                mongo_url=self.mongo_url,
+                mongo_db=MONGO_DB,
+                jwt_secret=self.jwt_secret,
+                log_level="WARNING",
+                **settings,
+            )
         )
-        env.update({f"PRESENCE_{k.upper()}": str(v) for k, v in settings.items()})
-        return env
 
     def start_worker(self, name: str, cpu: str | None = WORKER_CPU, **settings: Any) -> Worker:
         port = free_port()
-        env = self.worker_env({"port": str(port), **{k: str(v) for k, v in settings.items()}})
         log_path = self.run_dir / f"{name}.log"
-        argv = [sys.executable, "-m", "presence", "serve", "--worker-id", name]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [*(taskset(cpu) if cpu else []), *argv],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        prefix = taskset(cpu) if cpu else []
+        process = spawn_worker(name, self.worker_env(settings), log_path, port=port, prefix=prefix)
         worker = Worker(name, port, process, log_path)
         self.workers.append(worker)
         return worker
@@ -188,24 +181,17 @@ class Stack:
             worker.stop()
         self.workers.clear()
         if self.nginx is not None:
-            self.nginx.terminate()
-            self.nginx.wait(timeout=15)
+            stop_process(self.nginx)
             self.nginx = None
 
     def start_nginx(self, workers: list[Worker]) -> str:
         """The deployment's load balancer (address-sticky) in front of ``workers``."""
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
         port = free_port()
         conf_dir = self.run_dir / f"nginx-{port}"
         conf_dir.mkdir()
-        conf = conf_dir / "nginx.conf"
-        conf.write_text(nginx_config(conf_dir, port, [w.port for w in workers]))
-        self.nginx = subprocess.Popen(
-            [*taskset(LOAD_CPU), binary, "-c", str(conf), "-p", str(conf_dir), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.nginx = spawn_nginx(
+            conf_dir, port, [w.port for w in workers], prefix=taskset(LOAD_CPU)
         )
-        wait_for_port(port)
         return f"http://127.0.0.1:{port}"
 
     def reset(self) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from devstack.balancer import nginx_config
+from devstack.balancer import spawn_nginx
 from devstack.database import DatabaseHost, mongo_url_of
 from devstack.servers import (
     RUN_DIR,
@@ -31,6 +31,7 @@ from devstack.servers import (
     stop_process,
     wait_for_port,
 )
+from devstack.workers import clean_env, settings_env, spawn_worker
 
 ADMIN_EMAIL = "admin@cluster.local"
 
@@ -58,36 +59,21 @@ class Topology:
         return f"http://127.0.0.1:{self.port}"
 
     def worker_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-        env.update(
-            PRESENCE_REDIS_URL=self.redis_url,
-            PRESENCE_MONGO_URL=self.mongo_url,
-            PRESENCE_MONGO_DB=self.mongo_db,
-            PRESENCE_JWT_SECRET=self.jwt_secret,
-            PRESENCE_HOST="127.0.0.1",
+        return clean_env(
+            **settings_env(
+                redis_url=self.redis_url,
+                mongo_url=self.mongo_url,
+                mongo_db=self.mongo_db,
+                jwt_secret=self.jwt_secret,
+            ),
+            **(extra or {}),
         )
-        env.update(extra or {})
-        return env
 
     def save(self) -> None:
         path = Path(self.run_dir) / "state.json"
         state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "processes"}
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)
-
-
-def _spawn(
-    argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # outlives `make cluster`; stopped by `make cluster-stop`
-        )
 
 
 class CommandFailed(RuntimeError):
@@ -127,8 +113,7 @@ def start(
 ) -> Topology:
     """Start the topology; when a step fails, everything started so far is stopped first."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         raise SystemExit("cluster: nginx is not installed (apt-get install nginx)")
     database = DatabaseHost(run_dir / "postgres")
     topology = Topology(
@@ -141,16 +126,14 @@ def start(
         worker_ports=[free_port() for _ in range(workers)],
     )
     try:
-        _start_all(topology, database, nginx, worker_settings or {})
+        _start_all(topology, database, worker_settings or {})
     except BaseException:
         stop(run_dir, topology)
         raise
     return topology
 
 
-def _start_all(
-    topology: Topology, database: DatabaseHost, nginx: str, worker_settings: dict[str, str]
-) -> None:
+def _start_all(topology: Topology, database: DatabaseHost, worker_settings: dict[str, str]) -> None:
     run_dir = Path(topology.run_dir)
     # The state file is written as soon as each process runs, so a stop after any failure
     # (or a `make cluster-stop` after a crash of this script) finds every pid.
@@ -176,12 +159,13 @@ def _start_all(
     topology.mongo_debug_port = mongo.extra_ports.get("debug")
     topology.save()
     for index, worker_port in enumerate(topology.worker_ports):
-        env = topology.worker_env({"PRESENCE_PORT": str(worker_port), **worker_settings})
         name = f"worker-{index}"
-        process = _spawn(
-            [sys.executable, "-m", "presence", "serve", "--worker-id", name],
+        process = spawn_worker(
+            name,
+            topology.worker_env(worker_settings),
             run_dir / f"{name}.log",
-            env,
+            port=worker_port,
+            detach=True,  # outlives `make cluster`; stopped by `make cluster-stop`
         )
         topology.pids[name] = process.pid
         topology.processes[name] = process
@@ -189,17 +173,13 @@ def _start_all(
     for index, worker_port in enumerate(topology.worker_ports):
         name = f"worker-{index}"
         _wait_for(worker_port, name, run_dir / f"{name}.log", topology.processes[name])
-    conf = run_dir / "nginx.conf"
-    conf.write_text(nginx_config(run_dir, topology.port, topology.worker_ports))
-    _checked([nginx, "-t", "-c", str(conf), "-p", str(run_dir)])
-    nginx_process = _spawn(
-        [nginx, "-c", str(conf), "-p", str(run_dir), "-g", "daemon off;"],
-        run_dir / "nginx.log",
-    )
+    try:
+        nginx_process = spawn_nginx(run_dir, topology.port, topology.worker_ports, detach=True)
+    except RuntimeError as exc:
+        raise CommandFailed(f"cluster: {exc}") from exc
     topology.pids["nginx"] = nginx_process.pid
     topology.processes["nginx"] = nginx_process
     topology.save()
-    _wait_for(topology.port, "nginx", run_dir / "nginx.log", nginx_process)
     topology.admin_token = _admin_token(topology)
     topology.save()
 

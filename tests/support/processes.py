@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,13 +19,9 @@ import aiohttp
 
 from devstack.metrics import metric_sum
 from devstack.servers import free_port, stop_process
+from devstack.workers import clean_env, spawn_worker
 
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any PRESENCE_* setting of the caller, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESENCE_")}
-    env.update(extra)
-    return env
+__all__ = ["WorkerProcess", "clean_env", "start_worker"]
 
 
 @dataclass
@@ -51,15 +45,8 @@ class WorkerProcess:
 def start_worker(env: dict[str, str], log_dir: Path, name: str) -> WorkerProcess:
     port = free_port()
     log_path = log_dir / f"{name}.log"
-    full_env = {**env, "PRESENCE_PORT": str(port), "PRESENCE_HOST": "127.0.0.1"}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "presence", "serve", "--worker-id", name],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return WorkerProcess(port, log_path, process, full_env)
+    process = spawn_worker(name, env, log_path, port=port)
+    return WorkerProcess(port, log_path, process, env)
 
 
 def http(
