@@ -99,7 +99,8 @@ def stop_process(
         process.wait()
 
 
-def redis_server(*, detach: bool = False) -> Server:
+def redis_server(*, detach: bool = False, extra: list[str] | None = None) -> Server:
+    """A standalone ``redis-server`` on a free port (``extra``: more of its options)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run scripts/test-services.sh")
@@ -117,6 +118,7 @@ def redis_server(*, detach: bool = False) -> Server:
         "no",
         "--dir",
         str(workdir),
+        *(extra or []),
     ]
     return Server(argv, port, workdir, workdir / "redis.log", kind="redis", detach=detach)
 

@@ -107,7 +107,9 @@ class ClusterCounters:
                 for index, amount in enumerate(row):
                     kept[index] += amount
 
-    async def read(self, now_ms: int) -> StatusMetrics:
+    async def flush_and_read(self, now_ms: int) -> StatusMetrics:
+        """This worker's deltas pushed first, then the cluster-wide sums; windows that ended
+        before ``now_ms`` are dropped on the way, so ``cacheSize`` counts open ones only."""
         await self.flush()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(self._keys.counters)

@@ -39,7 +39,7 @@ async def metrics(request: web.Request) -> web.Response:
         c.metrics.online_subjects.labels(kind="user").set(counts.users)
         c.metrics.online_subjects.labels(kind="anon").set(counts.anonymous)
         c.metrics.workers_alive.set(await c.registry.live_workers())
-        snapshot = await c.counters.read(milliseconds(c.clock.now()))
+        snapshot = await c.counters.flush_and_read(milliseconds(c.clock.now()))
         c.metrics.cluster_windows.set(snapshot.cache_size)
     except RedisError:
         c.metrics.redis_errors.labels(operation="scrape").inc()

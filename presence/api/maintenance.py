@@ -37,7 +37,7 @@ async def stats(request: web.Request) -> web.Response:
 async def status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
-    snapshot = await c.counters.read(milliseconds(c.clock.now()))
+    snapshot = await c.counters.flush_and_read(milliseconds(c.clock.now()))
     return web.json_response({"success": True, "data": snapshot.to_json()})
 
 
@@ -45,7 +45,7 @@ async def reset_status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
     await c.counters.reset(milliseconds(c.clock.now()))
-    snapshot = await c.counters.read(milliseconds(c.clock.now()))
+    snapshot = await c.counters.flush_and_read(milliseconds(c.clock.now()))
     return web.json_response({"success": True, "data": snapshot.to_json()})
 
 

@@ -67,7 +67,7 @@ async def test_failed_write_is_counted_and_the_next_request_after_recovery_write
         stored = (await cluster[0].store.get_presence([subject]))[subject]
         assert stored.last_active_at is not None
         assert abs(to_epoch(stored.last_active_at) - last_request) < 1.0
-        snapshot = await cluster[0].c.counters.read(0)
+        snapshot = await cluster[0].c.counters.flush_and_read(0)
         assert snapshot.failed_updates == 1
         assert snapshot.successful_updates == 2  # the first request, and the retry after recovery
         assert snapshot.total_requests == (

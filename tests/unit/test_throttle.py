@@ -104,7 +104,7 @@ async def test_first_activity_writes_and_the_rest_of_the_window_skips_redis(rig:
         outcome = await rig.tracker.record(rig.subject)
         assert not outcome.won_window
     await rig.tracker.drain()
-    snapshot = await rig.counters.read(0)
+    snapshot = await rig.counters.flush_and_read(0)
     assert (snapshot.total_requests, snapshot.throttled_requests) == (101, 100)
     assert snapshot.successful_updates == 1
     assert rig.store.writes == 1
@@ -134,7 +134,7 @@ async def test_concurrent_first_requests_of_a_subject_ask_redis_once(rig: Rig) -
     assert sum(o.won_window for o in outcomes) == 1
     assert sum(o.became_online for o in outcomes) == 1
     await rig.tracker.drain()
-    snapshot = await rig.counters.read(0)
+    snapshot = await rig.counters.flush_and_read(0)
     assert (snapshot.total_requests, snapshot.throttled_requests) == (20, 19)
 
 
@@ -161,7 +161,7 @@ async def test_a_failed_write_shortens_the_window_so_the_next_activity_retries(
     retried = await rig.tracker.record(rig.subject)
     assert retried.won_window
     await rig.tracker.drain()
-    snapshot = await rig.counters.read(0)
+    snapshot = await rig.counters.flush_and_read(0)
     assert (snapshot.failed_updates, snapshot.successful_updates) == (1, 1)
     assert snapshot.total_requests == 2
     assert rig.store.writes == 1
