@@ -10,8 +10,11 @@ from typing import Any
 from bench import nodeclients
 from bench.harness import Stack, Worker
 from bench.report import Result
+from presence.keys import Keys
 
 KEY = "b07"
+# The bench's Redis is standalone: every subject is in its one bucket.
+BUCKET = Keys("presence:").bucket("")
 TITLE = "Connect storm"
 QUESTION = (
     "U users with 5 tabs each (5 × U websocket connections from two Node processes, at most "
@@ -50,7 +53,7 @@ def _settle(stack: Stack, workers: list[Worker], online: int, limit_s: float = 1
     redis = stack.redis()
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        decided = redis.scard("presence:online") == online and redis.zcard("presence:pending") == 0
+        decided = redis.scard(BUCKET.online) == online and redis.zcard(BUCKET.pending_offline) == 0
         if decided:
             break
         time.sleep(0.5)
@@ -67,7 +70,8 @@ def _settle(stack: Stack, workers: list[Worker], online: int, limit_s: float = 1
 
 def _registered(stack: Stack) -> int:
     redis = stack.redis()
-    return sum(int(redis.hlen(k)) for k in redis.scan_iter(match="presence:conns:*", count=1000))
+    keys = redis.scan_iter(match=BUCKET.connections_prefix + "*", count=1000)
+    return sum(int(redis.hlen(k)) for k in keys)
 
 
 def run(stack: Stack, quick: bool) -> Result:

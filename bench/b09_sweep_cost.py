@@ -96,14 +96,14 @@ async def _seed_memory(store: MemoryStore, total: int, now: float) -> list[str]:
 def _seed_redis(stack: Stack, ids: list[str], stale: int, now: float) -> None:
     """The Redis state of online REST-only subjects, the first ``stale`` of them quiet."""
     total = len(ids)
-    keys = Keys("presence:")
+    bucket = Keys("presence:").bucket("")  # the one bucket of a standalone Redis
     redis = stack.redis()
     for start in range(0, total, 5000):
         chunk = ids[start : start + 5000]
         pipe = redis.pipeline(transaction=False)
-        pipe.sadd(keys.online, *(f"user:{uid}" for uid in chunk))
+        pipe.sadd(bucket.online, *(f"user:{uid}" for uid in chunk))
         pipe.zadd(
-            keys.last_activity,
+            bucket.last_activity,
             {
                 f"user:{uid}": int(
                     (now - THRESHOLD_S - 60 if i + start < stale else now - 30) * 1000

@@ -40,22 +40,50 @@ def _marked(pid: int, needle: bytes) -> bool:
     return needle in environ.split(b"\0")
 
 
+def _parent_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (command) state ppid ...": the command may hold spaces and parentheses.
+    state, ppid = stat.rpartition(")")[2].split()[:2]
+    return int(ppid), state
+
+
+def _descendants(root: int, parents: dict[int, int]) -> set[int]:
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
 def survivors(run: str) -> list[Survivor]:
-    """Live processes (not zombies) that carry ``run``'s mark, this process excluded."""
+    """Live processes (not zombies) that carry ``run``'s mark, or descend from this process,
+    this process excluded. The second finds a child started with an environment of its own
+    (which does not carry the mark) as long as it was not re-parented."""
     needle = f"{MARK}={run}".encode()
-    found = []
+    parents: dict[int, int] = {}
+    live: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         pid = int(entry.name)
-        if not _marked(pid, needle):
+        found = _parent_and_state(pid)
+        if found is None or found[1] == "Z":
             continue
+        parents[pid] = found[0]
+        live.add(pid)
+    ours = _descendants(os.getpid(), parents) | {pid for pid in live if _marked(pid, needle)}
+    listed = []
+    for pid in sorted(ours):
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        found.append(Survivor(pid, command.strip()[:200]))
-    return found
+        listed.append(Survivor(pid, command.decode(errors="replace").strip()[:200]))
+    return listed
 
 
 def reap(run: str, grace_s: float = 5.0) -> list[Survivor]:

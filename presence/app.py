@@ -101,7 +101,7 @@ def create_app(
 ) -> web.Application:
     clock = clock or SystemClock()
     metrics = Metrics(settings.worker_id)
-    keys = Keys(settings.redis_prefix)
+    keys = Keys(settings.redis_prefix, settings.redis_buckets)
     if redis is None:
         redis = (
             _embedded_redis() if settings.redis_url is None else redis_from_url(settings.redis_url)

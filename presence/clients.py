@@ -1,53 +1,92 @@
-"""Clients for the external services, built from their URLs."""
+"""Clients for the external services, built from their URLs.
+
+Redis comes in three modes, and one parser reads every form of ``PRESENCE_REDIS_URL``
+(SPEC §10). Every Redis client a worker opens — commands, the Socket.IO message queue and its
+pub/sub listener — is built from that one :class:`RedisConfig`, with the same timeouts and retry
+policy:
+
+* ``redis://[[user]:password@]host:port[/db]``, ``rediss://…`` (TLS), ``unix:///path?db=N``
+* ``redis+sentinel://[[user]:password@]host:port[,host:port…]/service[/db]``: the sentinels;
+  the client asks them for the master of ``service`` and follows a failover by itself.
+* ``redis+cluster://[[user]:password@]host:port[,host:port…]``: seed nodes of a Redis Cluster;
+  the client discovers the rest and follows slot moves and failovers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 
+from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
+
 # A request that misses the local cache waits on Redis; a dead Redis must cost it well under a
 # second, not redis-py 8's default of ten retries with backoff up to 1 s each.
 _RETRY = Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2)
-_OPTIONS: dict[str, Any] = {
+_TIMEOUTS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "socket_timeout": 5.0,
     "health_check_interval": 30,
-    "retry": _RETRY,
 }
 # redis-py's default pool raises "Too many connections" past 100 connections in use, which a
 # burst of first requests (one round trip each) reaches at once; a blocking pool makes the burst
 # queue for a connection instead, for at most POOL_WAIT_S.
 POOL_SIZE = 100
 POOL_WAIT_S = 2.0
+# A cluster moves a slot or promotes a replica in about a second: a command retries across
+# that (following MOVED/ASK and the new topology) rather than failing at once.
+_CLUSTER_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6)
+
+
+class _SentinelMaster(Redis):
+    """The master a Sentinel names, closing the connections to the sentinels with its own."""
+
+    sentinels: list[Redis]
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in getattr(self, "sentinels", []):
+            await sentinel.aclose()
+
+
+def redis_client(config: RedisConfig) -> Redis:
+    """A client for commands (and for the pub/sub listener, which opens its own connection
+    from the same pool settings)."""
+    if config.mode is RedisMode.STANDALONE:
+        pool = BlockingConnectionPool.from_url(
+            config.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, retry=_RETRY, **_TIMEOUTS
+        )
+        return Redis.from_pool(pool)
+    if config.mode is RedisMode.SENTINEL:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(config.nodes),
+            sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+            db=config.db,
+            retry=_RETRY,
+            username=config.username,
+            password=config.password,
+            **_TIMEOUTS,
+        )
+        assert config.service is not None
+        master: _SentinelMaster = sentinel.master_for(config.service, redis_class=_SentinelMaster)
+        master.sentinels = list(sentinel.sentinels)
+        return master
+    cluster = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in config.nodes],
+        max_connections=POOL_SIZE,
+        retry=_CLUSTER_RETRY,
+        username=config.username,
+        password=config.password,
+        **_TIMEOUTS,
+    )
+    # The cluster client speaks the same commands for every key presence uses (each script
+    # and pipeline stays within one slot); it is typed as one client throughout.
+    return cast(Redis, cluster)
 
 
 def redis_from_url(url: str) -> Redis:
-    """``redis://``, ``rediss://``, ``unix://`` or
-    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``."""
-    if not url.startswith("redis+sentinel://"):
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, **_OPTIONS
-        )
-        return Redis.from_pool(pool)
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    password = None
-    if "@" in netloc:
-        credentials, _, netloc = netloc.rpartition("@")
-        password = unquote(credentials.partition(":")[2]) or None
-    hosts = []
-    for item in netloc.split(","):
-        host, _, port = item.partition(":")
-        hosts.append((host, int(port or 26379)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError("redis+sentinel:// URLs need a service name: .../<service>[/<db>]")
-    service, db = path[0], int(path[1]) if len(path) > 1 else 0
-    sentinel = Sentinel(hosts, password=password, db=db, **_OPTIONS)  # type: ignore[no-untyped-call]
-    master: Redis = sentinel.master_for(service)
-    return master
+    return redis_client(parse_redis_url(url))

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from presence.redis_url import RedisMode, parse_redis_url
+
 LogFormat = Literal["json", "text"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +62,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "json"
     redis_prefix: str = "presence:"
+    # Slots the cluster-wide collections are spread over (see presence.keys).
+    redis_buckets: int = 1
 
     @property
     def embedded(self) -> bool:
@@ -93,12 +97,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"{missing}: must be set too (set both service URLs, or neither for embedded mode)"
         )
-    if redis_url is not None and not redis_url.startswith(
-        ("redis://", "rediss://", "redis+sentinel://", "unix://")
-    ):
-        raise ConfigError(
-            "PRESENCE_REDIS_URL: must start with redis://, rediss://, redis+sentinel:// or unix://"
-        )
+    if redis_url is not None:
+        try:
+            parse_redis_url(redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"PRESENCE_REDIS_URL: {exc}") from None
     if mongo_url is not None and not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
         raise ConfigError("PRESENCE_MONGO_URL: must start with mongodb:// or mongodb+srv://")
     embedded = redis_url is None
@@ -155,6 +158,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_format=log_format,  # type: ignore[arg-type]  # checked just above
         redis_prefix=reader.name("PRESENCE_REDIS_PREFIX", "presence:"),
+        redis_buckets=reader.integer(
+            "PRESENCE_REDIS_BUCKETS", _default_buckets(redis_url), low=1, high=1024
+        ),
     )
     _check_relations(settings)
     return settings
@@ -236,3 +242,11 @@ class _Reader:
             kind = "zero or more" if allow_zero else "more than zero"
             raise ConfigError(f"{name}: must be {kind} seconds, got {raw!r}")
         return value
+
+
+def _default_buckets(redis_url: str | None) -> int:
+    """Cluster mode spreads the collections over 16 slots (several per shard of a usual
+    3-to-6-shard cluster); one Redis gains nothing from more than one."""
+    if redis_url is not None and parse_redis_url(redis_url).mode is RedisMode.CLUSTER:
+        return 16
+    return 1

@@ -113,9 +113,11 @@ class ClusterCounters:
         await self.flush()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(self._keys.counters)
-        pipe.zremrangebyscore(self._keys.windows, "-inf", now_ms)
-        pipe.zcard(self._keys.windows)
-        raw, _, windows = await pipe.execute()
+        for bucket in self._keys.every_bucket():
+            pipe.zremrangebyscore(bucket.windows, "-inf", now_ms)
+            pipe.zcard(bucket.windows)
+        raw, *pruned_and_counted = await pipe.execute()
+        windows = sum(pruned_and_counted[1::2])
         values = {decoded(k): int(v) for k, v in raw.items()}
         return StatusMetrics(
             total_requests=values.get(TOTAL, 0),

@@ -2,54 +2,91 @@
 
 Keys share one prefix (``PRESENCE_REDIS_PREFIX``, default ``presence:``) so several deployments
 can share a Redis and tests can isolate themselves.
+
+Redis Cluster runs a script or a transaction only on keys of one hash slot. So the state of a
+subject lives in one **bucket**: its throttle window, connections and grace, and its entries in
+the bucket's online set, last-activity and pending-offline sorted sets and throttle-window
+index, all under the bucket's hash tag (``presence:{3}:online``). Every script a transition
+runs touches one bucket; readers of a cluster-wide collection (the sweep, the online count, a
+dead worker's connections) visit every bucket. ``PRESENCE_REDIS_BUCKETS`` sets how many
+(default 16 in Cluster mode, 1 otherwise): more buckets spread the collections over more
+shards, fewer make those readers cheaper.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from presence.domain import SubjectRef
 
 
 @dataclass(frozen=True, slots=True)
-class Keys:
-    prefix: str = "presence:"
+class Bucket:
+    """The keys of one bucket: ``tag`` is its prefix with the hash tag, ``presence:{3}:``."""
 
-    def throttle(self, subject: SubjectRef) -> str:
+    tag: str
+
+    def throttle(self, member: str) -> str:
         """String holding the owning worker's token; PX = throttle interval."""
-        return f"{self.prefix}throttle:{subject.kind.value}:{subject.id}"
+        return f"{self.tag}throttle:{member}"
 
     @property
     def windows(self) -> str:
         """Sorted set: subject member -> epoch ms at which its throttle window ends."""
-        return f"{self.prefix}windows"
+        return f"{self.tag}windows"
 
     @property
     def last_activity(self) -> str:
         """Sorted set: subject member -> epoch ms of its latest activity (only ever raised)."""
-        return f"{self.prefix}last"
+        return f"{self.tag}last"
 
     @property
     def online(self) -> str:
         """Set of subject members marked online."""
-        return f"{self.prefix}online"
-
-    def connections(self, member: str) -> str:
-        """Hash: socket id -> owning worker id, for every live connection of one subject."""
-        return f"{self.prefix}conns:{member}"
-
-    def worker_connections(self, worker_id: str) -> str:
-        """Set of ``member|sid`` owned by one worker (to clean up after it, or re-register)."""
-        return f"{self.prefix}wconns:{worker_id}"
+        return f"{self.tag}online"
 
     @property
     def pending_offline(self) -> str:
         """Sorted set: subject member -> epoch ms its last connection closed (in grace)."""
-        return f"{self.prefix}pending"
+        return f"{self.tag}pending"
+
+    def connections(self, member: str) -> str:
+        """Hash: socket id -> owning worker id, for every live connection of one subject."""
+        return f"{self.connections_prefix}{member}"
+
+    @property
+    def connections_prefix(self) -> str:
+        """What a script prepends to a member to name its connections hash."""
+        return f"{self.tag}conns:"
+
+    def worker_connections(self, worker_id: str) -> str:
+        """Set of ``member|sid`` one worker owns in this bucket (to clean up after it)."""
+        return f"{self.tag}wconns:{worker_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "presence:"
+    buckets: int = 1
+
+    def bucket(self, member: str) -> Bucket:
+        """The bucket of a subject: the same on every worker (CRC-32, not Python's hash)."""
+        index = zlib.crc32(member.encode()) % self.buckets if self.buckets > 1 else 0
+        return Bucket(f"{self.prefix}{{{index}}}:")
+
+    def every_bucket(self) -> list[Bucket]:
+        return [Bucket(f"{self.prefix}{{{index}}}:") for index in range(self.buckets)]
+
+    def throttle(self, subject: SubjectRef) -> str:
+        return self.bucket(subject.member).throttle(subject.member)
+
+    def connections(self, subject: SubjectRef) -> str:
+        return self.bucket(subject.member).connections(subject.member)
 
     @property
     def socketio_channel(self) -> str:
-        """Pub/sub channel of the Socket.IO message queue."""
+        """Pub/sub channel of the Socket.IO message queue (a shard channel in Cluster mode)."""
         return f"{self.prefix}socketio"
 
     def auth_failures(self, scope: str, identity: str) -> str:
@@ -64,12 +101,13 @@ class Keys:
 
     @property
     def workers(self) -> str:
-        """Sorted set: worker id -> epoch ms at which its liveness expires."""
-        return f"{self.prefix}workers"
+        """Sorted set: worker id -> epoch ms at which its liveness expires. Shares the hash tag
+        of the worker keys: one script beats both."""
+        return f"{self.prefix}{{workers}}:live"
 
     def worker(self, worker_id: str) -> str:
         """String holding the worker's incarnation; PX = worker TTL."""
-        return f"{self.prefix}worker:{worker_id}"
+        return f"{self.prefix}{{workers}}:worker:{worker_id}"
 
     @property
     def leader(self) -> str:

@@ -229,6 +229,14 @@ end
 return 1
 """
 
+# One failed sign-in: count it, and start the window with the first failure.
+# KEYS[1] the counter   ARGV[1] window ms
+COUNT_FAILURE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
 # Every script, loaded at start-up so that no request pays a NOSCRIPT retry.
 SCRIPTS = (
     ACTIVITY,
@@ -243,4 +251,5 @@ SCRIPTS = (
     WORKER_BEAT,
     ADD_COUNTERS,
     RESET_COUNTERS,
+    COUNT_FAILURE,
 )

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from presence import policy
 from presence.clock import Clock
 from presence.domain import SubjectKind, SubjectRef, milliseconds
-from presence.keys import Keys, decoded, leader_of, split_worker_entry
+from presence.keys import Bucket, Keys, decoded, leader_of, split_worker_entry
 from presence.lua import (
     CONNECT,
     COUNT_ONLINE,
@@ -74,9 +74,12 @@ class WorkerRegistry:
         return [(decoded(w), (score - self._ttl_ms) / 1000) for w, score in pairs]
 
     async def forget(self, worker_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        """After its connections are closed: the dead worker leaves every trace (its
+        connection sets live in every bucket, so this is one command per bucket)."""
+        pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(self._keys.workers, worker_id)
-        pipe.delete(self._keys.worker_connections(worker_id))
+        for bucket in self._keys.every_bucket():
+            pipe.delete(bucket.worker_connections(worker_id))
         await pipe.execute()
 
     async def live_workers(self) -> int:
@@ -144,13 +147,14 @@ class ConnectionRegistry:
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
         """Record the connection; True when it made the subject online."""
         member = subject.member
+        bucket = self._keys.bucket(member)
         became = await self._connect(
             keys=[
-                self._keys.connections(member),
-                self._keys.worker_connections(self._worker_id),
-                self._keys.online,
-                self._keys.last_activity,
-                self._keys.pending_offline,
+                bucket.connections(member),
+                bucket.worker_connections(self._worker_id),
+                bucket.online,
+                bucket.last_activity,
+                bucket.pending_offline,
             ],
             args=[sid, self._worker_id, member, milliseconds(now), self._threshold_ms],
         )
@@ -162,12 +166,13 @@ class ConnectionRegistry:
         """Forget the connection (of this worker, or of ``worker_id``); True when it was the
         subject's last one anywhere."""
         member = subject.member
+        bucket = self._keys.bucket(member)
         last = await self._disconnect(
             keys=[
-                self._keys.connections(member),
-                self._keys.worker_connections(worker_id or self._worker_id),
-                self._keys.pending_offline,
-                self._keys.last_activity,
+                bucket.connections(member),
+                bucket.worker_connections(worker_id or self._worker_id),
+                bucket.pending_offline,
+                bucket.last_activity,
             ],
             args=[sid, member, milliseconds(now)],
         )
@@ -175,109 +180,136 @@ class ConnectionRegistry:
 
     async def sids(self, subject: SubjectRef) -> list[str]:
         """Every live connection id of the subject, on any worker."""
-        raw = await self._redis.hkeys(self._keys.connections(subject.member))
+        raw = await self._redis.hkeys(self._keys.connections(subject))
         return [decoded(k) for k in raw]
 
     async def graces_ended(self, closed_before: float, limit: int = 500) -> list[ClosedSubject]:
         """Subjects whose last connection closed before ``closed_before``, oldest first."""
-        found = await self._redis.zrangebyscore(
-            self._keys.pending_offline,
-            "-inf",
-            milliseconds(closed_before),
-            start=0,
-            num=limit,
-            withscores=True,
-        )
-        pairs: list[tuple[bytes, float]] = list(found)  # type: ignore[arg-type]
-        return [ClosedSubject(SubjectRef.from_member(decoded(m)), int(s)) for m, s in pairs]
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in self._keys.every_bucket():
+            pipe.zrangebyscore(
+                bucket.pending_offline,
+                "-inf",
+                milliseconds(closed_before),
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+        found = [
+            ClosedSubject(SubjectRef.from_member(decoded(m)), int(score))
+            for pairs in await pipe.execute()
+            for m, score in pairs
+        ]
+        return sorted(found, key=lambda c: c.closed_ms)[:limit]
 
     async def finish_offline(self, closed: ClosedSubject) -> bool:
         """End one grace period; True for exactly one caller when the subject went offline."""
         member = closed.subject.member
+        bucket = self._keys.bucket(member)
         went = await self._finish(
-            keys=[
-                self._keys.connections(member),
-                self._keys.pending_offline,
-                self._keys.online,
-            ],
+            keys=[bucket.connections(member), bucket.pending_offline, bucket.online],
             args=[member, closed.closed_ms],
         )
         return bool(went)
 
     async def of_worker(self, worker_id: str) -> list[tuple[SubjectRef, str]]:
-        """Every connection a worker registered: (subject, sid)."""
-        raw = await self._redis.smembers(self._keys.worker_connections(worker_id))
+        """Every connection a worker registered, in every bucket: (subject, sid)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in self._keys.every_bucket():
+            pipe.smembers(bucket.worker_connections(worker_id))
         found = []
-        for item in raw:
-            member, sid = split_worker_entry(decoded(item))
-            found.append((SubjectRef.from_member(member), sid))
+        for entries in await pipe.execute():
+            for item in entries:
+                member, sid = split_worker_entry(decoded(item))
+                found.append((SubjectRef.from_member(member), sid))
         return found
 
     async def online_batches(self, batch: int = 500) -> AsyncIterator[list[str]]:
-        """The members marked online, a batch at a time (SSCAN: never one long command)."""
-        cursor = 0
-        while True:
-            cursor, members = await self._redis.sscan(self._keys.online, cursor, count=batch)
-            if members:
-                yield [decoded(m) for m in members]
-            if cursor == 0:
-                return
+        """The members marked online, a batch at a time and bucket by bucket (SSCAN: never
+        one long command); every batch lies in one bucket."""
+        for bucket in self._keys.every_bucket():
+            cursor = 0
+            while True:
+                cursor, members = await self._redis.sscan(bucket.online, cursor, count=batch)
+                if members:
+                    yield [decoded(m) for m in members]
+                if cursor == 0:
+                    break
 
     async def take_quiet_offline(self, members: list[str], cutoff: float) -> list[ClosedSubject]:
         """Of ``members``, take offline those with no connection, no grace period and no
         activity since ``cutoff``; returns them with their real last activity."""
-        flat = await self._take_quiet(
-            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
-            args=[milliseconds(cutoff), self._keys.connections(""), *members],
-        )
-        return [
-            ClosedSubject(
-                SubjectRef.from_member(decoded(flat[i])), int(float(decoded(flat[i + 1])))
+        taken: list[ClosedSubject] = []
+        for bucket, in_bucket in self._by_bucket(members).items():
+            flat = await self._take_quiet(
+                keys=[bucket.online, bucket.last_activity, bucket.pending_offline],
+                args=[milliseconds(cutoff), bucket.connections_prefix, *in_bucket],
             )
-            for i in range(0, len(flat), 2)
-        ]
+            taken += [
+                ClosedSubject(
+                    SubjectRef.from_member(decoded(flat[i])), int(float(decoded(flat[i + 1])))
+                )
+                for i in range(0, len(flat), 2)
+            ]
+        return taken
+
+    def _by_bucket(self, members: Sequence[str]) -> dict[Bucket, list[str]]:
+        grouped: dict[Bucket, list[str]] = {}
+        for member in members:
+            grouped.setdefault(self._keys.bucket(member), []).append(member)
+        return grouped
 
     async def live_states(self, subjects: Sequence[SubjectRef]) -> list[policy.LiveState]:
-        """What Redis knows of each subject, in the order given, in one round trip."""
-        members = [s.member for s in subjects]
+        """What Redis knows of each subject, in the order given, in one round trip (one per
+        shard in Cluster mode)."""
+        grouped = self._by_bucket([s.member for s in subjects])
         pipe = self._redis.pipeline(transaction=False)
-        pipe.smismember(self._keys.online, members)
-        pipe.zmscore(self._keys.last_activity, members)
-        pipe.zmscore(self._keys.pending_offline, members)
-        for member in members:
-            pipe.hlen(self._keys.connections(member))
-        marks, scores, pending, *counts = await pipe.execute()
-        return [
-            policy.LiveState(
-                marked_online=bool(mark),
-                last_activity=None if score is None else float(score) / 1000,
-                connections=int(count),
-                in_grace=closed is not None,
-            )
-            for mark, score, closed, count in zip(marks, scores, pending, counts, strict=True)
-        ]
+        for bucket, members in grouped.items():
+            pipe.smismember(bucket.online, members)
+            pipe.zmscore(bucket.last_activity, members)
+            pipe.zmscore(bucket.pending_offline, members)
+            for member in members:
+                pipe.hlen(bucket.connections(member))
+        replies = iter(await pipe.execute())
+        states: dict[str, policy.LiveState] = {}
+        for members in grouped.values():
+            marks, scores, pending = next(replies), next(replies), next(replies)
+            for member, mark, score, closed in zip(members, marks, scores, pending, strict=True):
+                states[member] = policy.LiveState(
+                    marked_online=bool(mark),
+                    last_activity=None if score is None else float(score) / 1000,
+                    connections=int(next(replies)),
+                    in_grace=closed is not None,
+                )
+        return [states[s.member] for s in subjects]
 
     async def count_online(self, now: float) -> dict[SubjectKind, int]:
-        """Subjects online by the rule, per kind, counted inside Redis."""
-        users, anons = await self._count_online(
-            keys=[self._keys.online, self._keys.last_activity, self._keys.pending_offline],
-            args=[milliseconds(now), self._threshold_ms, self._keys.connections("")],
-        )
-        return {SubjectKind.USER: int(users), SubjectKind.ANONYMOUS: int(anons)}
+        """Subjects online by the rule, per kind, counted inside Redis, bucket by bucket."""
+        counts = dict.fromkeys(SubjectKind, 0)
+        for bucket in self._keys.every_bucket():
+            users, anons = await self._count_online(
+                keys=[bucket.online, bucket.last_activity, bucket.pending_offline],
+                args=[milliseconds(now), self._threshold_ms, bucket.connections_prefix],
+            )
+            counts[SubjectKind.USER] += int(users)
+            counts[SubjectKind.ANONYMOUS] += int(anons)
+        return counts
 
     async def mark_online(self, subject: SubjectRef, now: float) -> None:
         """Online by hand (an admin): marked, and active now."""
+        bucket = self._keys.bucket(subject.member)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.zadd(self._keys.last_activity, {subject.member: milliseconds(now)}, gt=True)
-        pipe.sadd(self._keys.online, subject.member)
+        pipe.zadd(bucket.last_activity, {subject.member: milliseconds(now)}, gt=True)
+        pipe.sadd(bucket.online, subject.member)
         await pipe.execute()
 
     async def mark_offline(self, subject: SubjectRef) -> float | None:
         """Offline by hand (an admin): unmarked, out of any grace period. Returns its last
         activity (epoch seconds), which becomes its ``lastSeen``."""
+        bucket = self._keys.bucket(subject.member)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.srem(self._keys.online, subject.member)
-        pipe.zrem(self._keys.pending_offline, subject.member)
-        pipe.zscore(self._keys.last_activity, subject.member)
+        pipe.srem(bucket.online, subject.member)
+        pipe.zrem(bucket.pending_offline, subject.member)
+        pipe.zscore(bucket.last_activity, subject.member)
         _, _, last_ms = await pipe.execute()
         return None if last_ms is None else float(last_ms) / 1000

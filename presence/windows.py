@@ -49,14 +49,16 @@ class ThrottleWindows:
     async def claim(self, subject: SubjectRef, token: str, now: float) -> Claim:
         """Record one activity at ``now``: claim the window (``SET NX PX``) with ``token``,
         raise the last activity, mark the subject online. Atomic."""
+        member = subject.member
+        bucket = self._keys.bucket(member)
         won, left_ms, became = await self._activity(
             keys=[
-                self._keys.throttle(subject),
-                self._keys.windows,
-                self._keys.last_activity,
-                self._keys.online,
-                self._keys.connections(subject.member),
-                self._keys.pending_offline,
+                bucket.throttle(member),
+                bucket.windows,
+                bucket.last_activity,
+                bucket.online,
+                bucket.connections(member),
+                bucket.pending_offline,
             ],
             args=[token, self._interval_ms, subject.member, milliseconds(now), self._threshold_ms],
         )
@@ -65,18 +67,24 @@ class ThrottleWindows:
     async def shorten(self, subject: SubjectRef, token: str, backoff_s: float, now: float) -> None:
         """Cut the window ``token`` opened down to ``backoff_s`` (only if it still owns it)."""
         await self._shorten(
-            keys=[self._keys.throttle(subject), self._keys.windows],
+            keys=[self._keys.throttle(subject), self._keys.bucket(subject.member).windows],
             args=[token, subject.member, milliseconds(backoff_s), milliseconds(now)],
         )
 
     async def raise_last_activity(self, last: dict[str, float]) -> None:
         """Members' latest activity (epoch seconds); a score only ever moves forward."""
-        await self._redis.zadd(
-            self._keys.last_activity,
-            {member: milliseconds(at) for member, at in last.items()},
-            gt=True,
-        )
+        by_bucket: dict[str, dict[str, int]] = {}
+        for member, at in last.items():
+            key = self._keys.bucket(member).last_activity
+            by_bucket.setdefault(key, {})[member] = milliseconds(at)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, scores in by_bucket.items():
+            pipe.zadd(key, scores, gt=True)
+        await pipe.execute()
 
     async def forget_ended(self, now: float) -> None:
         """Drop the record of windows that ended (their keys expired by themselves)."""
-        await self._redis.zremrangebyscore(self._keys.windows, "-inf", milliseconds(now))
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in self._keys.every_bucket():
+            pipe.zremrangebyscore(bucket.windows, "-inf", milliseconds(now))
+        await pipe.execute()

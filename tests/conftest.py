@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
-from redis.asyncio import Redis
 
 from devstack import leaks
 from devstack.database import DatabaseHost, mongo_url_of
+from devstack.redis_modes import MODES, RedisTopology, redis_topology
 from devstack.servers import env_or_none, redis_server, redis_url_of
+from presence.clients import redis_from_url
 from presence.config import Settings, load_settings
 from tests.support.cluster import Cluster, start_cluster
 
@@ -69,6 +70,54 @@ def redis_url() -> Iterator[str]:
         server.cleanup()
 
 
+class RedisModes:
+    """The Sentinel and Cluster topologies, each started the first time a test asks for it
+    and stopped at the end of the session."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, RedisTopology] = {}
+
+    def url(self, mode: str) -> str:
+        if mode not in self.started:
+            topology = redis_topology(mode)
+            try:
+                topology.start()
+            except BaseException:
+                topology.cleanup()
+                raise
+            self.started[mode] = topology
+        return self.started[mode].url
+
+    def cleanup(self) -> None:
+        for topology in self.started.values():
+            topology.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_modes() -> Iterator[RedisModes]:
+    modes = RedisModes()
+    try:
+        yield modes
+    finally:
+        modes.cleanup()
+
+
+@pytest.fixture
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """``standalone``, unless the test is parametrised over modes (``EVERY_REDIS_MODE``)."""
+    return str(getattr(request, "param", "standalone"))
+
+
+# pytestmark of a module whose tests run once per Redis mode, on real topologies of each.
+EVERY_REDIS_MODE = pytest.mark.parametrize("redis_mode", MODES, indirect=True)
+
+
+@pytest.fixture
+def mode_url(redis_mode: str, redis_url: str, redis_modes: RedisModes) -> str:
+    """The PRESENCE_REDIS_URL of the test's Redis mode, as an operator writes it."""
+    return redis_url if redis_mode == "standalone" else redis_modes.url(redis_mode)
+
+
 @pytest.fixture(scope="session")
 def mongo_url(request: pytest.FixtureRequest) -> Iterator[str]:
     given = env_or_none("PRESENCE_TEST_MONGO_URL")
@@ -97,15 +146,14 @@ def service_env(redis_url: str, mongo_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def settings(redis_url: str, mongo_url: str) -> AsyncIterator[Settings]:
+async def settings(mode_url: str, mongo_url: str) -> AsyncIterator[Settings]:
     """Settings for real services, isolated for this test; cleaned up afterwards."""
-    loaded = load_settings(service_env(redis_url, mongo_url))
+    loaded = load_settings(service_env(mode_url, mongo_url))
     yield loaded
-    redis = Redis.from_url(redis_url)
+    redis = redis_from_url(mode_url)
     try:
-        keys = [k async for k in redis.scan_iter(match=f"{loaded.redis_prefix}*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
+        async for key in redis.scan_iter(match=f"{loaded.redis_prefix}*", count=1000):
+            await redis.delete(key)
     finally:
         await redis.aclose()
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)

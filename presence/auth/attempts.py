@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from presence.domain import TooManyAttempts
 from presence.keys import Keys
+from presence.lua import COUNT_FAILURE
 
 WINDOW_MS = 60_000
 
@@ -39,6 +40,7 @@ class AttemptLimiter:
         self._keys = keys
         self._per_address = per_address
         self._per_account = per_account
+        self._count_failure = redis.register_script(COUNT_FAILURE)
 
     def _counters(self, attempt: Attempt) -> list[tuple[str, int]]:
         """(key, limit) of each counter the attempt names."""
@@ -67,8 +69,7 @@ class AttemptLimiter:
                 raise TooManyAttempts("too many failed attempts, try again later", retry_after_s)
 
     async def failed(self, attempt: Attempt) -> None:
-        pipe = self._redis.pipeline(transaction=True)
+        # One script per counter: the address and the account live in different slots of a
+        # Redis Cluster, and each counter must get its expiry in the same step as its count.
         for key, _ in self._counters(attempt):
-            pipe.incr(key)
-            pipe.pexpire(key, WINDOW_MS, nx=True)
-        await pipe.execute()
+            await self._count_failure(keys=[key], args=[WINDOW_MS])

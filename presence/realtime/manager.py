@@ -18,7 +18,9 @@ from typing import Any
 
 import socketio
 
+from presence.clients import redis_client
 from presence.metrics import Metrics
+from presence.redis_url import RedisConfig
 
 # A probe every 2 s costs nothing and bounds how long a deaf worker goes unnoticed.
 PROBE_INTERVAL_S = 2.0
@@ -30,8 +32,15 @@ STOP_WAIT_S = 2.0
 
 
 class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    def __init__(self, url: str, channel: str, logger: logging.Logger, metrics: Metrics) -> None:
-        super().__init__(url=url, channel=channel, logger=logger)
+    """python-socketio's Redis manager on the worker's own Redis configuration: its clients come
+    from :func:`presence.clients.redis_client` (never from a second parse of the URL), and in
+    Cluster mode it publishes and listens with sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``)."""
+
+    def __init__(
+        self, config: RedisConfig, channel: str, logger: logging.Logger, metrics: Metrics
+    ) -> None:
+        super().__init__(url=config.url, channel=channel, logger=logger)
+        self._config = config
         self._metrics = metrics
         self._probe_host = f"probe-{uuid.uuid4().hex}"
         self._marker = self._probe_host.encode()
@@ -39,8 +48,59 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._last_heard: float | None = None
         self._deaf = False
 
+    def _redis_connect(self) -> None:
+        self.redis = redis_client(self._config)
+        # A ClusterPubSub in Cluster mode; both speak what is used here.
+        self.pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+    async def _publish(self, data: Any) -> Any:
+        if not self._config.is_cluster:
+            return await super()._publish(data)
+        for attempt in range(2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                return await self.redis.spublish(self.channel, self.json.dumps(data))
+            except Exception as exc:
+                self.connected = False
+                self._get_logger().error(
+                    "Cannot publish to redis... %s", "retrying" if attempt == 0 else "giving up",
+                    extra={"redis_exception": str(exc)},
+                )  # fmt: skip
+        return None
+
+    async def _sharded_messages(self) -> AsyncIterator[Any]:
+        """Cluster mode: the shard channel's messages, re-subscribing after any failure (a
+        failover moves the channel's slot to the promoted replica)."""
+        retry_s = 0.5
+        while True:
+            try:
+                self._redis_connect()
+                # The pub/sub finds the channel's shard from the client's slot map, which a
+                # cluster client only has once it met the cluster.
+                await self.redis.initialize()
+                await self.pubsub.ssubscribe(self.channel)
+                retry_s = 0.5
+                while True:
+                    message = await self.pubsub.get_sharded_message(
+                        ignore_subscribe_messages=True, timeout=1.0
+                    )
+                    if message is not None and message.get("type") == "smessage":
+                        yield message["data"]
+            except Exception as exc:
+                self._get_logger().error(
+                    "Cannot receive from redis (%s)... retrying in %.1f secs", exc, retry_s
+                )
+                with contextlib.suppress(Exception):
+                    await self.pubsub.aclose()
+                    await self.redis.aclose()
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, 5.0)
+
     async def _listen(self) -> AsyncIterator[Any]:
-        async for message in super()._listen():
+        source = self._sharded_messages() if self._config.is_cluster else super()._listen()
+        async for message in source:
             if isinstance(message, bytes) and self._marker in message:
                 self._last_heard = time.monotonic()
                 continue  # ours; nothing for the dispatcher to do

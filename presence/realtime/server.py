@@ -39,6 +39,7 @@ from presence.realtime.refusals import (
     refusal_for,
 )
 from presence.realtime.transport import without_compression
+from presence.redis_url import parse_redis_url
 from presence.service import PresenceService
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class RealtimeServer:
         self.manager: ProbedRedisManager | None = None
         if settings.redis_url is not None:
             self.manager = ProbedRedisManager(
-                settings.redis_url, keys.socketio_channel, sio_logger, metrics
+                parse_redis_url(settings.redis_url), keys.socketio_channel, sio_logger, metrics
             )
         origins: str | list[str] = (
             "*" if "*" in settings.cors_origins else list(settings.cors_origins)

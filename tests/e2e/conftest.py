@@ -22,12 +22,12 @@ async def close_socket_clients() -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def start_workers(tmp_path: Path, redis_url: str, mongo_url: str) -> Iterator[WorkersFactory]:
+def start_workers(tmp_path: Path, mode_url: str, mongo_url: str) -> Iterator[WorkersFactory]:
     started: list[WorkerProcess] = []
 
     async def start(count: int = 3, **settings: str) -> list[WorkerProcess]:
         extra = {f"PRESENCE_{k.upper()}": str(v) for k, v in settings.items()}
-        env = clean_env(**service_env(redis_url, mongo_url, **extra))
+        env = clean_env(**service_env(mode_url, mongo_url, **extra))
         workers = [start_worker(env, tmp_path, f"w{i}") for i in range(count)]
         started.extend(workers)
         for worker in workers:

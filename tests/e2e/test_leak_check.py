@@ -20,6 +20,18 @@ def test_starts_a_server_and_forgets_it() -> None:
     STARTED.append(subprocess.Popen(["sleep", "{seconds}"], start_new_session=True))
 """
 
+# A child started with an environment of its own, which does not carry the run's mark: still
+# found, as a descendant of the run.
+LEAKY_UNMARKED = """
+import subprocess
+
+STARTED = []
+
+
+def test_starts_a_server_with_a_scrubbed_environment() -> None:
+    STARTED.append(subprocess.Popen(["sleep", "{seconds}"], env={"PATH": "/usr/bin:/bin"}))
+"""
+
 TIDY = """
 import subprocess
 
@@ -52,6 +64,14 @@ def test_a_run_that_leaves_a_process_behind_fails_and_kills_it(tmp_path: Path) -
     done = run_session(tmp_path, LEAKY, seconds)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "outlived it" in done.stdout and f"sleep {seconds}" in done.stdout
+    assert sleeping(seconds) == []
+
+
+def test_a_child_without_the_mark_is_found_too(tmp_path: Path) -> None:
+    seconds = "1618"
+    done = run_session(tmp_path, LEAKY_UNMARKED, seconds)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "outlived it" in done.stdout
     assert sleeping(seconds) == []
 
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from presence.lua import COUNT_ONLINE
 from tests.fault.stack import Stack
 
-# Keys that hold presence (keys.py); worker liveness, the lease, the message queue and the
-# failed-attempt counters are not presence.
-PRESENCE_KEYS = ("throttle:", "windows", "last", "online", "conns:", "wconns:", "pending")
+# Keys that hold presence: every key of a bucket (presence/keys.py, ``<prefix>{<n>}:...``);
+# worker liveness, the lease, the message queue and the failed-attempt counters are not.
+PRESENCE_KEY = r"\{\d+\}:"
 READS = {
     "GET", "MGET", "EXISTS", "PTTL", "TTL", "TYPE",
     "HGET", "HMGET", "HGETALL", "HLEN", "HKEYS", "HVALS",
@@ -75,7 +76,8 @@ class Watch:
             if command[0].upper() == "EVALSHA" and command[1].strip("'\"") in READ_ONLY_SCRIPTS:
                 continue
             touched = [a.strip("'\"") for a in command[1:]]
-            if any(a.startswith(prefix + k) for a in touched for k in PRESENCE_KEYS):
+            bucket_key = re.compile(re.escape(prefix) + PRESENCE_KEY)
+            if any(bucket_key.match(a) for a in touched):
                 found.append(" ".join(command)[:200])
         return found
 

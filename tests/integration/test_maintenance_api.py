@@ -8,8 +8,11 @@ import pytest
 
 from presence.app import MAINTENANCE
 from presence.domain import SubjectKind, SubjectRef
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.waiting import until
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 ENDPOINTS = [
     ("GET", "/maintenance/stats", None),

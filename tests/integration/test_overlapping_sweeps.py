@@ -8,7 +8,10 @@ import asyncio
 from presence.app import MAINTENANCE
 from presence.domain import StatusChange, SubjectKind, SubjectRef
 from presence.registry import ConnectionRegistry
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 
 async def test_two_overlapping_sweeps_announce_each_transition_once(

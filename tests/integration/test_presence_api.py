@@ -8,9 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from presence.domain import PresenceRecord, StatusChange, SubjectKind, SubjectRef
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.cluster import Cluster
 from tests.support.waiting import until
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -183,9 +186,10 @@ async def test_guests_are_tracked_like_users_and_expired_links_leave_no_trace(
     assert await cluster[0].c.counters.flush_and_read(0) == before
     late_member = f"anon:{late['participant']['id']}"
     redis, keys = cluster[0].redis, cluster[0].keys
-    assert await redis.zscore(keys.last_activity, late_member) is None
-    assert not await redis.sismember(keys.online, late_member)
-    assert not await redis.exists(f"{keys.prefix}throttle:{late_member}")
+    bucket = keys.bucket(late_member)
+    assert await redis.zscore(bucket.last_activity, late_member) is None
+    assert not await redis.sismember(bucket.online, late_member)
+    assert not await redis.exists(bucket.throttle(late_member))
     late_subject = SubjectRef(SubjectKind.ANONYMOUS, late["participant"]["id"])
     stored = (await cluster[0].store.get_presence([late_subject]))[late_subject]
     assert stored.last_active_at is None

@@ -8,8 +8,11 @@ import time
 
 from presence.app import MAINTENANCE
 from presence.domain import Role, SubjectKind, SubjectRef, from_epoch
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.waiting import until
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 STALE = 1000
 
@@ -42,8 +45,10 @@ async def test_a_sweep_of_1000_stale_subjects_writes_them_all_in_bounded_bulks(
         await w.store.record_activity(subject, from_epoch(now - 120), mark_online=True)
     # What REST-only subjects that went quiet two minutes ago leave in Redis.
     members = [s.member for s in subjects]
-    await w.redis.sadd(w.keys.online, *members)
-    await w.redis.zadd(w.keys.last_activity, {m: int((now - 120) * 1000) for m in members})
+    for member in members:
+        bucket = w.keys.bucket(member)
+        await w.redis.sadd(bucket.online, member)
+        await w.redis.zadd(bucket.last_activity, {member: int((now - 120) * 1000)})
 
     maintenance = cluster[0].app[MAINTENANCE]
     election = asyncio.create_task(maintenance.lease.run())

@@ -7,8 +7,11 @@ import asyncio
 from typing import Any
 
 from presence.domain import SubjectKind, SubjectRef
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.cluster import Cluster
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 
 async def status_metrics(cluster: Cluster, worker: int, admin: str) -> dict[str, Any]:

@@ -11,9 +11,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from presence.domain import SubjectKind, SubjectRef, to_epoch
 from presence.registry import ConnectionRegistry
-from tests.conftest import ClusterFactory
+from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.sio import Listener
 from tests.support.waiting import until
+
+# Every test here runs on standalone Redis, Sentinel and Cluster.
+pytestmark = EVERY_REDIS_MODE
 
 
 async def test_a_close_redis_missed_is_recorded_later_with_its_own_time(

@@ -75,7 +75,7 @@ class Worker:
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.c.settings.redis_prefix)
+        return Keys(self.c.settings.redis_prefix, self.c.settings.redis_buckets)
 
 
 @dataclass

@@ -154,7 +154,7 @@ async def test_a_failed_write_shortens_the_window_so_the_next_activity_retries(
     rig.store.down = True
     await rig.tracker.record(rig.subject)
     await rig.tracker.drain()
-    left_ms = await rig.redis.pttl(f"t:throttle:user:{rig.subject.id}")
+    left_ms = await rig.redis.pttl(Keys("t:").throttle(rig.subject))
     assert 0 < left_ms <= 300  # the backoff: the window (0.3 s here) when shorter than 1 s
     rig.store.down = False
     rig.advance(0.35)
@@ -177,7 +177,7 @@ async def test_a_failing_database_sees_one_attempt_per_subject_per_backoff() -> 
             await asyncio.sleep(0)  # let each write attempt run
         await r.tracker.drain()
         assert r.store.attempts == 1
-        left_ms = await r.redis.pttl(f"t:throttle:user:{r.subject.id}")
+        left_ms = await r.redis.pttl(Keys("t:").throttle(r.subject))
         assert 0 < left_ms <= 1000  # cut from 60 s to the 1 s backoff
         r.advance(1.05)
         r.store.down = False
