@@ -15,7 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from devstack.servers import Server, redis_server, redis_url_of
-from tests.conftest import service_env
+from tests.conftest import EVERY_REDIS_MODE, service_env
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import call, pair, register
 from tests.support.processes import WorkerProcess, clean_env, scrape, start_worker, until_healthy
@@ -69,6 +69,7 @@ def epoch(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+@EVERY_REDIS_MODE
 async def test_exactly_one_leader_and_failover_after_kill_9(
     start_workers: WorkersFactory,
 ) -> None:
@@ -139,6 +140,7 @@ async def test_a_stalled_ex_leader_writes_nothing_after_another_took_over(
     assert stalled.process.poll() is None
 
 
+@EVERY_REDIS_MODE
 async def test_a_quiet_rest_only_subject_is_swept_once_with_its_real_last_seen(
     start_workers: WorkersFactory,
 ) -> None:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from devstack.servers import ROOT
-from tests.conftest import JWT_SECRET, service_env
-from tests.support.processes import clean_env, http, start_worker, wait_healthy
+from tests.conftest import EVERY_REDIS_MODE, JWT_SECRET, service_env
+from tests.support.processes import clean_env, http, start_worker, wait_healthy, wait_ready
 
 
 def test_embedded_mode_serves_within_seconds_without_services(tmp_path: Path) -> None:
@@ -50,14 +50,19 @@ def test_embedded_mode_serves_within_seconds_without_services(tmp_path: Path) ->
     assert worker.process.returncode == 0
 
 
+@EVERY_REDIS_MODE
 def test_three_worker_processes_share_throttle_and_counters(
-    tmp_path: Path, redis_url: str, mongo_url: str
+    tmp_path: Path, mode_url: str, mongo_url: str
 ) -> None:
-    env = clean_env(**service_env(redis_url, mongo_url))
+    """The seed's throttle figures over three worker processes started with the Redis URL of
+    each mode, exactly as an operator writes it; every worker ready (its pub/sub listener
+    hears its own probe) first."""
+    env = clean_env(**service_env(mode_url, mongo_url))
     workers = [start_worker(env, tmp_path, f"w{i}") for i in range(3)]
     try:
         for w in workers:
             wait_healthy(w)
+            wait_ready(w)
         status, body = http(
             "POST",
             workers[0].url + "/api/auth/register",

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import socketio
 
+from tests.conftest import EVERY_REDIS_MODE
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import Account, call, conversation, register
 from tests.support.accounts import pair as shared_pair
@@ -67,6 +68,7 @@ async def quiet(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+@EVERY_REDIS_MODE
 def test_stock_javascript_client_hears_one_online_and_one_offline(
     start_workers: WorkersFactory,
 ) -> None:
@@ -106,6 +108,7 @@ def test_stock_javascript_client_hears_one_online_and_one_offline(
     assert heard["refused"]["message"] == "invalid or expired token"
 
 
+@EVERY_REDIS_MODE
 async def test_python_clients_on_different_workers_hear_each_transition_once(
     start_workers: WorkersFactory,
 ) -> None:
@@ -144,6 +147,7 @@ async def test_python_clients_on_different_workers_hear_each_transition_once(
     await listener.close()
 
 
+@EVERY_REDIS_MODE
 async def test_multi_tab_across_workers_goes_offline_only_with_the_last_tab(
     start_workers: WorkersFactory,
 ) -> None:

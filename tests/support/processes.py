@@ -83,6 +83,20 @@ def wait_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
     raise AssertionError(f"no /healthz after {timeout_s} s:\n{worker.output()[-3000:]}")
 
 
+def wait_ready(worker: WorkerProcess, timeout_s: float = 20.0) -> float:
+    """Seconds until ``/readyz`` answered 200: Redis and the database answer, and the pub/sub
+    listener hears the worker's own probe."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body = http("GET", worker.url + "/readyz")
+        if status == 200:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"not ready after {timeout_s} s: {body}\n{worker.output()[-3000:]}")
+
+
 async def until_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
     """Seconds until ``/healthz`` answered 200, without blocking the event loop."""
     started = time.monotonic()

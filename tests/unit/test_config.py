@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from presence.config import ConfigError, load_settings
+from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
 
 SECRET = "x" * 32
 SERVICES = {
@@ -61,6 +62,11 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_LOG_FORMAT": "xml"}, "PRESENCE_LOG_FORMAT"),
         ({"PRESENCE_JWT_SECRET": "short"}, "PRESENCE_JWT_SECRET"),
         ({"PRESENCE_REDIS_URL": "localhost:6379"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_URL": "redis+sentinel://s1:26379"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_URL": "redis+sentinel://s1/mymaster/zero"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_URL": "redis+sentinel://s1:port/mymaster"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_URL": "redis+cluster://n1:7000/0"}, "PRESENCE_REDIS_URL"),
+        ({"PRESENCE_REDIS_BUCKETS": "0"}, "PRESENCE_REDIS_BUCKETS"),
         ({"PRESENCE_MONGO_URL": "http://mongo"}, "PRESENCE_MONGO_URL"),
     ],
 )
@@ -95,3 +101,57 @@ def test_repr_hides_the_secret_and_url_passwords() -> None:
     assert SECRET not in shown
     assert "hunter2" not in shown
     assert "redis:6379" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://localhost:6379/0", RedisConfig(RedisMode.STANDALONE, "redis://localhost:6379/0")),
+        ("rediss://:pw@r:6380/2", RedisConfig(RedisMode.STANDALONE, "rediss://:pw@r:6380/2")),
+        (
+            "unix:///run/redis.sock?db=1",
+            RedisConfig(RedisMode.STANDALONE, "unix:///run/redis.sock?db=1"),
+        ),
+        (
+            "redis+sentinel://:s3cret@s1:26379,s2,s3:26380/mymaster/3",
+            RedisConfig(
+                RedisMode.SENTINEL,
+                "redis+sentinel://:s3cret@s1:26379,s2,s3:26380/mymaster/3",
+                (("s1", 26379), ("s2", 26379), ("s3", 26380)),
+                "mymaster",
+                3,
+                None,
+                "s3cret",
+            ),
+        ),
+        (
+            "redis+sentinel://app:pw@s1/mymaster",
+            RedisConfig(
+                RedisMode.SENTINEL,
+                "redis+sentinel://app:pw@s1/mymaster",
+                (("s1", 26379),),
+                "mymaster",
+                0,
+                "app",
+                "pw",
+            ),
+        ),
+        (
+            "redis+cluster://n1:7000,n2:7001",
+            RedisConfig(
+                RedisMode.CLUSTER, "redis+cluster://n1:7000,n2:7001", (("n1", 7000), ("n2", 7001))
+            ),
+        ),
+    ],
+)
+def test_every_redis_url_form_parses_into_one_configuration(
+    url: str, expected: RedisConfig
+) -> None:
+    assert parse_redis_url(url) == expected
+
+
+def test_cluster_mode_spreads_the_collections_over_sixteen_buckets_unless_told() -> None:
+    cluster = {**SERVICES, "PRESENCE_REDIS_URL": "redis+cluster://n1:7000"}
+    assert load_settings(cluster).redis_buckets == 16
+    assert load_settings({**cluster, "PRESENCE_REDIS_BUCKETS": "64"}).redis_buckets == 64
+    assert load_settings(SERVICES).redis_buckets == 1
