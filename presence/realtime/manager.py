@@ -27,6 +27,8 @@ PROBE_INTERVAL_S = 2.0
 # Three missed probes: one slow round trip is not deafness.
 DEAF_AFTER_S = 3 * PROBE_INTERVAL_S
 _PROBE_METHOD = "presence:probe"
+# The longest pause between two attempts to subscribe again: a failover takes seconds.
+MAX_RETRY_S = 2.0
 # How long a shutdown waits for the listener to stop.
 STOP_WAIT_S = 2.0
 
@@ -47,6 +49,7 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._started = time.monotonic()
         self._last_heard: float | None = None
         self._deaf = False
+        self._listening = False  # subscribed, between two failures
 
     def _redis_connect(self) -> None:
         self.redis = redis_client(self._config)
@@ -70,37 +73,49 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 )  # fmt: skip
         return None
 
-    async def _sharded_messages(self) -> AsyncIterator[Any]:
-        """Cluster mode: the shard channel's messages, re-subscribing after any failure (a
-        failover moves the channel's slot to the promoted replica)."""
-        retry_s = 0.5
+    async def _messages(self) -> AsyncIterator[Any]:
+        """The channel's messages, subscribing again after any failure with a short capped
+        back-off (python-socketio's own reaches 60 s): a Sentinel or Cluster failover moves
+        the channel to a promoted replica within seconds, and the listener must be there."""
+        retry_s = 0.25
+        sharded = self._config.is_cluster
         while True:
             try:
                 self._redis_connect()
-                # The pub/sub finds the channel's shard from the client's slot map, which a
-                # cluster client only has once it met the cluster.
-                await self.redis.initialize()
-                await self.pubsub.ssubscribe(self.channel)
-                retry_s = 0.5
+                if sharded:
+                    # The pub/sub finds the channel's shard from the client's slot map,
+                    # which a cluster client only has once it met the cluster.
+                    await self.redis.initialize()
+                    await self.pubsub.ssubscribe(self.channel)
+                else:
+                    await self.pubsub.subscribe(self.channel)
+                self._listening = True
+                retry_s = 0.25
                 while True:
-                    message = await self.pubsub.get_sharded_message(
-                        ignore_subscribe_messages=True, timeout=1.0
-                    )
-                    if message is not None and message.get("type") == "smessage":
+                    if sharded:
+                        message = await self.pubsub.get_sharded_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                    else:
+                        message = await self.pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                    if message is not None and message.get("type") in ("message", "smessage"):
                         yield message["data"]
             except Exception as exc:
+                self._listening = False
+                self._update_deafness()
                 self._get_logger().error(
-                    "Cannot receive from redis (%s)... retrying in %.1f secs", exc, retry_s
+                    "Cannot receive from redis (%s)... retrying in %.2f secs", exc, retry_s
                 )
                 with contextlib.suppress(Exception):
                     await self.pubsub.aclose()
                     await self.redis.aclose()
                 await asyncio.sleep(retry_s)
-                retry_s = min(retry_s * 2, 5.0)
+                retry_s = min(retry_s * 2, MAX_RETRY_S)
 
     async def _listen(self) -> AsyncIterator[Any]:
-        source = self._sharded_messages() if self._config.is_cluster else super()._listen()
-        async for message in source:
+        async for message in self._messages():
             if isinstance(message, bytes) and self._marker in message:
                 self._last_heard = time.monotonic()
                 continue  # ours; nothing for the dispatcher to do
@@ -111,23 +126,29 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         return time.monotonic() - (self._last_heard or self._started)
 
     def is_deaf(self) -> bool:
-        return self.silence_s() > DEAF_AFTER_S
+        """Not subscribed right now, or not hearing its own probe for a while."""
+        return not self._listening or self.silence_s() > DEAF_AFTER_S
 
     async def run_probe(self) -> None:
         while True:
             await self._publish({"method": _PROBE_METHOD, "host_id": self._probe_host})
             await asyncio.sleep(PROBE_INTERVAL_S)
-            deaf = self.is_deaf()
-            if deaf and not self._deaf:
-                self._metrics.pubsub_deaf_episodes.inc()
-                self._get_logger().error(
-                    "pub/sub listener is deaf: own probe not heard for %.1f s", self.silence_s()
-                )
-            elif self._deaf and not deaf:
-                self._get_logger().warning("pub/sub listener hears again")
-            self._deaf = deaf
-            self._metrics.pubsub_deaf.set(1 if deaf else 0)
-            self._metrics.pubsub_probe_age.set(self.silence_s())
+            self._update_deafness()
+
+    def _update_deafness(self) -> None:
+        """Log and export a change of deafness: from the probe loop, and at once when the
+        listener loses its subscription."""
+        deaf = self.is_deaf()
+        if deaf and not self._deaf:
+            self._metrics.pubsub_deaf_episodes.inc()
+            self._get_logger().error(
+                "pub/sub listener is deaf: own probe not heard for %.1f s", self.silence_s()
+            )
+        elif self._deaf and not deaf:
+            self._get_logger().warning("pub/sub listener hears again")
+        self._deaf = deaf
+        self._metrics.pubsub_deaf.set(1 if deaf else 0)
+        self._metrics.pubsub_probe_age.set(self.silence_s())
 
     async def close(self) -> None:
         """Stop the listener and close its connections, bounded: a listener that swallows its

@@ -52,9 +52,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, database_host: DatabaseHost) -> Iterator[Stack]:
-    """Redis and the database server of this test only, plus the workers it starts."""
-    started = start_stack(tmp_path, database_host)
+def stack(
+    tmp_path: Path, database_host: DatabaseHost, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """Redis (standalone, or the mode the test names: ``indirect`` ``stack`` parameter) and the
+    database server of this test only, plus the workers it starts."""
+    started = start_stack(tmp_path, database_host, str(getattr(request, "param", "standalone")))
     try:
         yield started
     finally:

@@ -26,6 +26,7 @@ SCENARIOS = {
     8: "Rate limits on login and socket authentication",
     9: "Property-based and schema fuzzing",
     10: "Privacy",
+    11: "kill -9 of the Redis master under load (Sentinel, Cluster)",
 }
 
 

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from devstack.database import DatabaseHost, mongo_url_of
-from devstack.servers import Server, redis_server, redis_url_of
+from devstack.redis_modes import RedisTopology, Standalone, redis_topology
+from devstack.servers import Server
 from tests.conftest import JWT_SECRET
 from tests.support.processes import (
     WorkerProcess,
@@ -43,7 +44,7 @@ FAST_TIMERS = {
 @dataclass
 class Stack:
     log_dir: Path
-    redis: Server
+    topology: RedisTopology
     mongo: Server
     settings: dict[str, str]
     workers: dict[str, WorkerProcess] = field(default_factory=dict)
@@ -53,9 +54,15 @@ class Stack:
     db_name: str = field(default_factory=lambda: f"fault_{uuid.uuid4().hex[:8]}")
 
     @property
+    def redis(self) -> Server:
+        """The one Redis server of a standalone stack (the scenarios that kill "Redis")."""
+        assert isinstance(self.topology, Standalone)
+        return self.topology.server
+
+    @property
     def env(self) -> dict[str, str]:
         return clean_env(
-            PRESENCE_REDIS_URL=redis_url_of(self.redis),
+            PRESENCE_REDIS_URL=self.topology.url,
             PRESENCE_MONGO_URL=mongo_url_of(self.mongo),
             PRESENCE_MONGO_DB=self.db_name,
             PRESENCE_REDIS_PREFIX=self.prefix,
@@ -112,7 +119,7 @@ class Stack:
         raise AssertionError("no VmRSS")
 
     def redis_client(self) -> Redis:
-        return Redis.from_url(redis_url_of(self.redis), decode_responses=True)
+        return Redis.from_url(self.topology.url, decode_responses=True)
 
     def mongo_client(self) -> AsyncMongoClient[dict[str, Any]]:
         return AsyncMongoClient(mongo_url_of(self.mongo))
@@ -142,13 +149,20 @@ class Stack:
     def close(self) -> None:
         for worker in self.workers.values():
             worker.stop()
-        self.redis.cleanup()
+        self.topology.cleanup()
         self.mongo.cleanup()
 
 
-def start_stack(log_dir: Path, database: DatabaseHost, **settings: str) -> Stack:
-    redis, mongo = redis_server(), database.mongo_server()
-    redis.start()
-    mongo.start()
+def start_stack(
+    log_dir: Path, database: DatabaseHost, redis_mode: str = "standalone", **settings: str
+) -> Stack:
+    topology, mongo = redis_topology(redis_mode), database.mongo_server()
+    try:
+        topology.start()
+        mongo.start()
+    except BaseException:
+        topology.cleanup()
+        mongo.cleanup()
+        raise
     extra = {f"PRESENCE_{k.upper()}": v for k, v in settings.items()}
-    return Stack(log_dir, redis, mongo, extra)
+    return Stack(log_dir, topology, mongo, extra)

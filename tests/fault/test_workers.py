@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from tests.fault.checks import THROTTLE_S, epoch
 from tests.fault.report import Row
 from tests.fault.stack import Stack
-from tests.fault.test_outages import THROTTLE_S, epoch
 from tests.fault.truth import (
     CANCELLED,
     RestLoad,
