@@ -1,6 +1,9 @@
 # presence: `make run` (embedded, no services) and `make test` (real Redis + MongoDB-compatible).
 PYTHON ?= python3
 VENV := .venv
+# make cluster: the Redis topology (standalone, sentinel or cluster) and where it logs.
+REDIS ?= standalone
+CLUSTER_DIR ?= .run/cluster
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -32,11 +35,11 @@ presence/console/static/console.js: console/src/console.js console/package-lock.
 ## cluster: WORKERS (3) workers, Redis, MongoDB-compatible server and nginx on PORT (3000)
 cluster: $(STAMP) services
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory console; fi
-	$(BIN)/python -m scripts.cluster start
+	$(BIN)/python -m scripts.cluster start --redis $(REDIS) --run-dir $(CLUSTER_DIR)
 
 ## cluster-stop: stop what `make cluster` started
 cluster-stop:
-	$(BIN)/python -m scripts.cluster stop
+	$(BIN)/python -m scripts.cluster stop --run-dir $(CLUSTER_DIR)
 
 ## services: install redis-server and build FerretDB when no mongod is on PATH (cached)
 services:

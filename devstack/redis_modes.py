@@ -230,19 +230,32 @@ class ClusterTopology:
         return True
 
     def masters(self) -> list[Server]:
-        live = next(n for n in self.nodes if n.process is not None)
-        # CLUSTER NODES: "<id> <ip:port@bus> <flags> ..." per line.
-        ports = set()
-        for line in str(_command(live.port, "CLUSTER", "NODES")).splitlines():
-            _, address, flags, *_ = line.split()
-            if "master" in flags and "fail" not in flags:
-                ports.add(int(address.split("@")[0].rsplit(":", 1)[1]))
+        ports = {
+            port
+            for port, flags in self._flags().items()
+            if "master" in flags and "fail" not in flags
+        }
         return [n for n in self.nodes if n.port in ports]
 
-    def wait_healthy(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Wait until the live nodes agree the cluster is ok again; returns the seconds."""
+    def _flags(self) -> dict[int, str]:
+        """Port -> flags of every node, as a live node sees them."""
+        live = next(n for n in self.nodes if n.process is not None)
+        found = {}
+        for line in str(_command(live.port, "CLUSTER", "NODES")).splitlines():
+            _, address, flags, *_ = line.split()
+            found[int(address.split("@")[0].rsplit(":", 1)[1])] = flags
+        return found
+
+    def wait_failed_over(self, killed_port: int, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """After a master was killed: wait until the cluster marked it failed, promoted its
+        replica and is ok on every live node; returns the seconds."""
         started = time.monotonic()
-        _until("the cluster ok again", self._healthy, timeout_s)
+
+        def failed_over() -> bool:
+            flags = self._flags()
+            return "fail" in flags.get(killed_port, "fail") and self._healthy()
+
+        _until("the killed master's replica promoted", failed_over, timeout_s)
         return time.monotonic() - started
 
     def cleanup(self) -> None:

@@ -23,11 +23,10 @@ from pathlib import Path
 
 from devstack.balancer import spawn_nginx
 from devstack.database import DatabaseHost, mongo_url_of
+from devstack.redis_modes import MODES, redis_topology
 from devstack.servers import (
     RUN_DIR,
     free_port,
-    redis_server,
-    redis_url_of,
     stop_process,
     wait_for_port,
 )
@@ -51,6 +50,7 @@ class Topology:
     # The servers' data folders (under the system's temporary folder), removed by stop().
     workdirs: list[str] = field(default_factory=list)
     admin_token: str = ""
+    redis_mode: str = "standalone"
     # The processes, when this Python process started them (not saved).
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
@@ -109,7 +109,11 @@ def _wait_for(port: int, what: str, log: Path, process: subprocess.Popen[bytes])
 
 
 def start(
-    run_dir: Path, workers: int = 3, port: int = 3000, worker_settings: dict[str, str] | None = None
+    run_dir: Path,
+    workers: int = 3,
+    port: int = 3000,
+    worker_settings: dict[str, str] | None = None,
+    redis_mode: str = "standalone",
 ) -> Topology:
     """Start the topology; when a step fails, everything started so far is stopped first."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +128,7 @@ def start(
         mongo_url="",
         mongo_db="presence",
         worker_ports=[free_port() for _ in range(workers)],
+        redis_mode=redis_mode,
     )
     try:
         _start_all(topology, database, worker_settings or {})
@@ -144,17 +149,31 @@ def _start_all(topology: Topology, database: DatabaseHost, worker_settings: dict
         assert database.postgres.process is not None
         topology.processes["postgres"] = database.postgres.process
         topology.save()
-    redis = redis_server(detach=True)
-    mongo = database.mongo_server(detach=True)
-    for name, server in (("redis", redis), ("mongo", mongo)):
-        server.log_path = run_dir / server.log_path.name
+    redis = redis_topology(topology.redis_mode)
+    named = {f"redis-{index}": server for index, server in enumerate(redis.servers)}
+    for name, server in named.items():
+        server.detach = True
+        server.log_path = run_dir / f"{name}.log"
         topology.workdirs.append(str(server.workdir))
-        server.start()
-        assert server.process is not None
-        topology.pids[name] = server.process.pid
-        topology.processes[name] = server.process
+    # Started the way its mode needs (replicas after masters, the cluster created), then every
+    # process recorded.
+    try:
+        redis.start()
+    finally:
+        for name, server in named.items():
+            if server.process is not None:
+                topology.pids[name] = server.process.pid
+                topology.processes[name] = server.process
         topology.save()
-    topology.redis_url = redis_url_of(redis)
+    mongo = database.mongo_server(detach=True)
+    mongo.log_path = run_dir / mongo.log_path.name
+    topology.workdirs.append(str(mongo.workdir))
+    mongo.start()
+    assert mongo.process is not None
+    topology.pids["mongo"] = mongo.process.pid
+    topology.processes["mongo"] = mongo.process
+    topology.save()
+    topology.redis_url = redis.url
     topology.mongo_url = mongo_url_of(mongo)
     topology.mongo_debug_port = mongo.extra_ports.get("debug")
     topology.save()
@@ -248,7 +267,8 @@ def stop(run_dir: Path, topology: Topology | None = None) -> None:
         return
     processes = topology.processes if topology is not None else {}
     workers = sorted(k for k in pids if k.startswith("worker"))
-    for name in ["nginx", *workers, "redis", "mongo", "postgres"]:
+    redis = sorted(k for k in pids if k.startswith("redis"))
+    for name in ["nginx", *workers, *redis, "mongo", "postgres"]:
         if name in pids:
             _stop_one(name, pids[name], processes.get(name))
     for folder in folders:
@@ -263,6 +283,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "3")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR / "cluster")
+    parser.add_argument(
+        "--redis",
+        choices=MODES,
+        default=os.environ.get("REDIS") or "standalone",
+        help="the Redis topology: one server, Sentinel (master, replica, three sentinels) or"
+        " Cluster (three masters, three replicas)",
+    )
     args = parser.parse_args()
     if args.command == "stop":
         stop(args.run_dir)
@@ -270,7 +297,7 @@ def main() -> int:
     if (args.run_dir / "state.json").exists():
         stop(args.run_dir)
     try:
-        topology = start(args.run_dir, args.workers, args.port)
+        topology = start(args.run_dir, args.workers, args.port, redis_mode=args.redis)
     except CommandFailed as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -278,7 +305,7 @@ def main() -> int:
         "\n".join(
             [
                 f"presence cluster: {args.workers} workers behind nginx on {topology.url}",
-                f"  Redis    {topology.redis_url}",
+                f"  Redis    {topology.redis_url} ({topology.redis_mode})",
                 f"  MongoDB  {topology.mongo_url} (database {topology.mongo_db})",
                 f"  logs     {args.run_dir}/",
                 f"  admin    {ADMIN_EMAIL}",

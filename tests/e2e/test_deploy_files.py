@@ -11,7 +11,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from devstack.balancer import nginx_config
+from presence.config import load_settings
 from tests.e2e.conftest import WorkersFactory
 from tests.support.processes import http
 
@@ -86,6 +89,42 @@ def test_docker_compose_file_is_valid() -> None:
     result = run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", env=env)
     run(tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q", env=env)
     assert "replicas: 3" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("profile", "url", "services"),
+    [
+        (
+            "sentinel",
+            "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/mymaster/0",
+            {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"},
+        ),
+        (
+            "cluster",
+            "redis+cluster://redis-node-1:6379,redis-node-2:6379,redis-node-3:6379",
+            {*(f"redis-node-{n}" for n in range(1, 7)), "redis-cluster-init"},
+        ),
+    ],
+)
+def test_each_redis_profile_of_the_compose_file_is_valid(
+    profile: str, url: str, services: set[str]
+) -> None:
+    """The profiles the compose file's header names, with the URL it gives for each: valid,
+    with every service of the topology, and the workers started with that URL."""
+    env = {**os.environ, "PRESENCE_JWT_SECRET": "x" * 32, "PRESENCE_REDIS_URL": url}
+    compose = ("-f", str(ROOT / "docker-compose.yml"), "--profile", profile)
+    result = run(tool("docker-compose"), *compose, "config", env=env)
+    listed = set(re.findall(r"^  ([a-z0-9-]+):$", result.stdout, re.M))
+    assert services <= listed, services - listed
+    assert f"PRESENCE_REDIS_URL: {url}" in result.stdout
+    assert url in (ROOT / "docker-compose.yml").read_text()
+    load_settings(
+        {
+            "PRESENCE_REDIS_URL": url,
+            "PRESENCE_MONGO_URL": "mongodb://m",
+            "PRESENCE_JWT_SECRET": "x" * 32,
+        }
+    )
 
 
 def exported_names(metrics_text: str) -> set[str]:

@@ -32,7 +32,7 @@ def _kill_master(stack: Stack) -> tuple[str, float]:
     # The master serving the shard channel of the message queue: the hardest one to lose.
     master = topology.masters()[0]
     master.kill()
-    return f"cluster master :{master.port}", topology.wait_healthy()
+    return f"cluster master :{master.port}", topology.wait_failed_over(master.port)
 
 
 @pytest.mark.scenario(11)

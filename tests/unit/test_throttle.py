@@ -200,9 +200,13 @@ async def test_precise_last_activity_reaches_redis_on_flush(rig: Rig) -> None:
     await rig.tracker.record(rig.subject)
     rig.advance(0.05)
     await rig.tracker.record(rig.subject)  # a cache hit: only local until the flush
-    before = await rig.redis.zscore("t:last", rig.subject.member)
+    before = await rig.redis.zscore(
+        Keys("t:").bucket(rig.subject.member).last_activity, rig.subject.member
+    )
     await rig.tracker.flush()
-    after = await rig.redis.zscore("t:last", rig.subject.member)
+    after = await rig.redis.zscore(
+        Keys("t:").bucket(rig.subject.member).last_activity, rig.subject.member
+    )
     assert before is not None
     assert after is not None
     assert abs(after - before - 50) <= 1  # ms, rounded
