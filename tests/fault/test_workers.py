@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from presence.domain import SubjectKind, SubjectRef
+from presence.keys import Keys
 from tests.fault.checks import THROTTLE_S, epoch
 from tests.fault.report import Row
 from tests.fault.stack import Stack
@@ -35,7 +37,8 @@ async def registry_matches_truth(stack: Stack, truth: Truth, subjects: list[Acco
     try:
         alive = {name for name, w in stack.workers.items() if w.process.poll() is None}
         for subject in subjects:
-            owners = await redis.hgetall(f"{stack.prefix}conns:user:{subject.id}")
+            key = Keys(stack.prefix).connections(SubjectRef(SubjectKind.USER, subject.id))
+            owners = await redis.hgetall(key)
             open_sessions = sum(
                 1 for s in truth.sessions if s.subject == subject.id and s.closed is None
             )
