@@ -18,6 +18,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -108,6 +110,25 @@ def _wait_for(port: int, what: str, log: Path, process: subprocess.Popen[bytes])
     raise CommandFailed(f"cluster: {what} is not listening on {port}\n{tail}")
 
 
+def _wait_ready(port: int, what: str, log: Path) -> None:
+    """Until the worker's /readyz answers 200: Redis and the database answer and its pub/sub
+    listener hears its own probe. `make cluster` returns a topology that serves."""
+    deadline = time.monotonic() + 60
+    answer = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            answer = exc.read().decode(errors="replace")
+        except OSError as exc:
+            answer = str(exc)
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise CommandFailed(f"cluster: {what} is not ready on {port}: {answer}\n{tail}")
+
+
 def start(
     run_dir: Path,
     workers: int = 3,
@@ -192,6 +213,7 @@ def _start_all(topology: Topology, database: DatabaseHost, worker_settings: dict
     for index, worker_port in enumerate(topology.worker_ports):
         name = f"worker-{index}"
         _wait_for(worker_port, name, run_dir / f"{name}.log", topology.processes[name])
+        _wait_ready(worker_port, name, run_dir / f"{name}.log")
     try:
         nginx_process = spawn_nginx(run_dir, topology.port, topology.worker_ports, detach=True)
     except RuntimeError as exc:
