@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 # make cluster: the Redis topology (standalone, sentinel or cluster) and where it logs.
 REDIS ?= standalone
-CLUSTER_DIR ?= .run/cluster
+CLUSTER_DIR ?= $(CURDIR)/.run/cluster
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=

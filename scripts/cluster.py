@@ -313,6 +313,8 @@ def main() -> int:
         " Cluster (three masters, three replicas)",
     )
     args = parser.parse_args()
+    # Absolute: the servers it starts (PostgreSQL's socket among them) run in other folders.
+    args.run_dir = args.run_dir.resolve()
     if args.command == "stop":
         stop(args.run_dir)
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -223,8 +224,11 @@ async def test_clients_on_different_workers_see_each_others_transitions(
 def test_make_cluster_starts_each_redis_mode(tmp_path: Path, mode: str) -> None:
     """`make cluster REDIS=<mode>` as an operator runs it: the workers come up on that Redis
     topology, ready behind nginx, and `make cluster-stop` takes everything down."""
-    port, run_dir = free_port(), tmp_path / "cluster"
-    settings = [f"REDIS={mode}", f"PORT={port}", "WORKERS=2", f"CLUSTER_DIR={run_dir}"]
+    port = free_port()
+    # Relative, as an operator may write it: the servers run in other folders than make.
+    relative = f".run/make-cluster-{mode}-{port}"
+    run_dir = ROOT / relative
+    settings = [f"REDIS={mode}", f"PORT={port}", "WORKERS=2", f"CLUSTER_DIR={relative}"]
     started = subprocess.run(
         ["make", "--no-print-directory", "cluster", *settings],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
@@ -243,8 +247,9 @@ def test_make_cluster_starts_each_redis_mode(tmp_path: Path, mode: str) -> None:
             assert json.loads(resp.read())["data"]["workers"] == 2
     finally:
         stopped = subprocess.run(
-            ["make", "--no-print-directory", "cluster-stop", f"CLUSTER_DIR={run_dir}"],
+            ["make", "--no-print-directory", "cluster-stop", f"CLUSTER_DIR={relative}"],
             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not (run_dir / "state.json").exists()
+    shutil.rmtree(run_dir, ignore_errors=True)
