@@ -11,7 +11,14 @@ from pathlib import Path
 
 from devstack.servers import ROOT
 from tests.conftest import EVERY_REDIS_MODE, JWT_SECRET, service_env
-from tests.support.processes import clean_env, http, start_worker, wait_healthy, wait_ready
+from tests.support.processes import (
+    clean_env,
+    http,
+    register_over_http,
+    start_ready_workers,
+    start_worker,
+    wait_healthy,
+)
 
 
 def test_embedded_mode_serves_within_seconds_without_services(tmp_path: Path) -> None:
@@ -58,18 +65,9 @@ def test_three_worker_processes_share_throttle_and_counters(
     each mode, exactly as an operator writes it; every worker ready (its pub/sub listener
     hears its own probe) first."""
     env = clean_env(**service_env(mode_url, mongo_url))
-    workers = [start_worker(env, tmp_path, f"w{i}") for i in range(3)]
+    workers = start_ready_workers(env, tmp_path, 3)
     try:
-        for w in workers:
-            wait_healthy(w)
-            wait_ready(w)
-        status, body = http(
-            "POST",
-            workers[0].url + "/api/auth/register",
-            {"username": "ann", "email": "ann@example.test", "password": "password-1"},
-        )
-        assert status == 201
-        auth = {"Authorization": f"Bearer {body['token']}"}
+        auth = register_over_http(workers[0].url, "ann")
         cli = subprocess.run(
             [
                 sys.executable,

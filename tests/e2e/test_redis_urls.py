@@ -13,24 +13,20 @@ import pytest
 
 from devstack.servers import Server, free_port, redis_server
 from tests.conftest import service_env
-from tests.support.processes import clean_env, http, start_worker, wait_healthy, wait_ready
+from tests.support.processes import (
+    clean_env,
+    http,
+    register_over_http,
+    start_ready_workers,
+)
 
 
 def _workers_serve(tmp_path: Path, redis_url: str, mongo_url: str) -> None:
     """Two workers on ``redis_url``: both ready, and the throttle shared between them."""
     env = clean_env(**service_env(redis_url, mongo_url))
-    workers = [start_worker(env, tmp_path, f"w{i}") for i in range(2)]
+    workers = start_ready_workers(env, tmp_path, 2)
     try:
-        for worker in workers:
-            wait_healthy(worker)
-            wait_ready(worker)
-        status, body = http(
-            "POST",
-            workers[0].url + "/api/auth/register",
-            {"username": "ann", "email": "ann@example.test", "password": "password-1"},
-        )
-        assert status == 201
-        auth = {"Authorization": f"Bearer {body['token']}"}
+        auth = register_over_http(workers[0].url, "ann")
         for worker in workers * 2:
             status, _ = http("POST", worker.url + "/api/presence/heartbeat", headers=auth)
             assert status == 200

@@ -97,6 +97,28 @@ def wait_ready(worker: WorkerProcess, timeout_s: float = 20.0) -> float:
     raise AssertionError(f"not ready after {timeout_s} s: {body}\n{worker.output()[-3000:]}")
 
 
+def start_ready_workers(env: dict[str, str], log_dir: Path, count: int) -> list[WorkerProcess]:
+    """``count`` workers ``w0``…, each healthy and ready; stop them when done."""
+    workers = [start_worker(env, log_dir, f"w{i}") for i in range(count)]
+    try:
+        for worker in workers:
+            wait_healthy(worker)
+            wait_ready(worker)
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
+
+
+def register_over_http(url: str, name: str) -> dict[str, str]:
+    """A new account through the REST API; its bearer header."""
+    body = {"username": name, "email": f"{name}@example.test", "password": "password-1"}
+    status, answer = http("POST", url + "/api/auth/register", body)
+    assert status == 201, answer
+    return {"Authorization": f"Bearer {answer['token']}"}
+
+
 async def until_healthy(worker: WorkerProcess, timeout_s: float = 15.0) -> float:
     """Seconds until ``/healthz`` answered 200, without blocking the event loop."""
     started = time.monotonic()
