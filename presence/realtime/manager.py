@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import socketio
+from redis.asyncio import Redis
 
 from presence.clients import redis_client
 from presence.metrics import Metrics
@@ -50,6 +51,7 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._last_heard: float | None = None
         self._deaf = False
         self._listening = False  # subscribed, between two failures
+        self._listener: Redis | None = None  # the listener's own client
 
     def _redis_connect(self) -> None:
         self.redis = redis_client(self._config)
@@ -76,30 +78,29 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     async def _messages(self) -> AsyncIterator[Any]:
         """The channel's messages, subscribing again after any failure with a short capped
         back-off (python-socketio's own reaches 60 s): a Sentinel or Cluster failover moves
-        the channel to a promoted replica within seconds, and the listener must be there."""
+        the channel to a promoted replica within seconds, and the listener must be there.
+        The listener has a client of its own, so a publisher reconnecting never swaps the
+        connection it reads from."""
         retry_s = 0.25
         sharded = self._config.is_cluster
         while True:
+            client = self._listener = redis_client(self._config)
+            # A ClusterPubSub in Cluster mode; both speak what is used here.
+            pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
             try:
-                self._redis_connect()
                 if sharded:
                     # The pub/sub finds the channel's shard from the client's slot map,
                     # which a cluster client only has once it met the cluster.
-                    await self.redis.initialize()
-                    await self.pubsub.ssubscribe(self.channel)
+                    await client.initialize()
+                    await pubsub.ssubscribe(self.channel)
+                    receive = pubsub.get_sharded_message
                 else:
-                    await self.pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel)
+                    receive = pubsub.get_message
                 self._listening = True
                 retry_s = 0.25
                 while True:
-                    if sharded:
-                        message = await self.pubsub.get_sharded_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                    else:
-                        message = await self.pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
+                    message = await receive(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") in ("message", "smessage"):
                         yield message["data"]
             except Exception as exc:
@@ -108,11 +109,12 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 self._get_logger().error(
                     "Cannot receive from redis (%s)... retrying in %.2f secs", exc, retry_s
                 )
-                with contextlib.suppress(Exception):
-                    await self.pubsub.aclose()
-                    await self.redis.aclose()
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, MAX_RETRY_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
 
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in self._messages():
@@ -157,8 +159,7 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if isinstance(thread, asyncio.Task):
             thread.cancel()
             await asyncio.wait({thread}, timeout=STOP_WAIT_S)
-        with contextlib.suppress(Exception):
-            if getattr(self, "pubsub", None) is not None:
-                await self.pubsub.aclose()
-            if getattr(self, "redis", None) is not None:
-                await self.redis.aclose()
+        for client in (getattr(self, "pubsub", None), self.redis, self._listener):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
