@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,7 @@ CLUSTER_NODE_OPTIONS = [
 ]  # fmt: skip
 
 
-def _until(check: str, condition: object, timeout_s: float = READY_TIMEOUT_S) -> None:
-    assert callable(condition)
+def _until(check: str, condition: Callable[[], bool], timeout_s: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -24,7 +24,7 @@ from presence.auth.authenticator import Authenticator
 from presence.auth.cache import VerifiedCache
 from presence.auth.passwords import Passwords
 from presence.auth.tokens import JwtCodec
-from presence.clients import redis_from_url
+from presence.clients import redis_client
 from presence.clock import Clock, SystemClock
 from presence.config import Settings
 from presence.conversations import Conversations
@@ -103,9 +103,7 @@ def create_app(
     metrics = Metrics(settings.worker_id)
     keys = Keys(settings.redis_prefix, settings.redis_buckets)
     if redis is None:
-        redis = (
-            _embedded_redis() if settings.redis_url is None else redis_from_url(settings.redis_url)
-        )
+        redis = _embedded_redis() if settings.redis is None else redis_client(settings.redis)
     if store is None:
         if settings.mongo_url is None:
             store = MemoryStore()

@@ -54,8 +54,8 @@ class _SentinelMaster(Redis):
 
 
 def redis_client(config: RedisConfig) -> Redis:
-    """A client for commands (and for the pub/sub listener, which opens its own connection
-    from the same pool settings)."""
+    """A client of the configured mode; the commands, the message queue's publisher and its
+    listener each get one."""
     if config.mode is RedisMode.STANDALONE:
         pool = BlockingConnectionPool.from_url(
             config.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, retry=_RETRY, **_TIMEOUTS

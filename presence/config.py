@@ -11,9 +11,10 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Literal
 
-from presence.redis_url import RedisMode, parse_redis_url
+from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
 
 LogFormat = Literal["json", "text"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +71,11 @@ class Settings:
         """No external services: fakeredis and the in-memory store, one worker, nothing kept."""
         return self.redis_url is None and self.mongo_url is None
 
+    @cached_property
+    def redis(self) -> RedisConfig | None:
+        """``redis_url`` parsed, for every client a worker opens (None in embedded mode)."""
+        return None if self.redis_url is None else parse_redis_url(self.redis_url)
+
     def __repr__(self) -> str:
         # Connection strings may carry passwords; the JWT secret never leaves the process.
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
@@ -97,9 +103,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"{missing}: must be set too (set both service URLs, or neither for embedded mode)"
         )
+    redis: RedisConfig | None = None
     if redis_url is not None:
         try:
-            parse_redis_url(redis_url)
+            redis = parse_redis_url(redis_url)
         except ValueError as exc:
             raise ConfigError(f"PRESENCE_REDIS_URL: {exc}") from None
     if mongo_url is not None and not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
@@ -159,7 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]  # checked just above
         redis_prefix=reader.name("PRESENCE_REDIS_PREFIX", "presence:"),
         redis_buckets=reader.integer(
-            "PRESENCE_REDIS_BUCKETS", _default_buckets(redis_url), low=1, high=1024
+            "PRESENCE_REDIS_BUCKETS", _default_buckets(redis), low=1, high=1024
         ),
     )
     _check_relations(settings)
@@ -244,9 +251,9 @@ class _Reader:
         return value
 
 
-def _default_buckets(redis_url: str | None) -> int:
+def _default_buckets(redis: RedisConfig | None) -> int:
     """Cluster mode spreads the collections over 16 slots (several per shard of a usual
     3-to-6-shard cluster); one Redis gains nothing from more than one."""
-    if redis_url is not None and parse_redis_url(redis_url).mode is RedisMode.CLUSTER:
+    if redis is not None and redis.mode is RedisMode.CLUSTER:
         return 16
     return 1

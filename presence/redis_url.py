@@ -41,8 +41,7 @@ def parse_redis_url(url: str) -> RedisConfig:
         return RedisConfig(RedisMode.STANDALONE, url)
     if scheme not in ("redis+sentinel", "redis+cluster"):
         raise ValueError(
-            "PRESENCE_REDIS_URL must start with redis://, rediss://, unix://, "
-            "redis+sentinel:// or redis+cluster://"
+            "must start with redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://"
         )
     parts = urlsplit(url)
     netloc = parts.netloc

@@ -54,9 +54,8 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self._listener: Redis | None = None  # the listener's own client
 
     def _redis_connect(self) -> None:
+        """The publisher's client (python-socketio calls this; the listener has its own)."""
         self.redis = redis_client(self._config)
-        # A ClusterPubSub in Cluster mode; both speak what is used here.
-        self.pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
 
     async def _publish(self, data: Any) -> Any:
@@ -159,7 +158,7 @@ class ProbedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         if isinstance(thread, asyncio.Task):
             thread.cancel()
             await asyncio.wait({thread}, timeout=STOP_WAIT_S)
-        for client in (getattr(self, "pubsub", None), self.redis, self._listener):
+        for client in (self.redis, self._listener):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()

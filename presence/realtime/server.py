@@ -39,7 +39,6 @@ from presence.realtime.refusals import (
     refusal_for,
 )
 from presence.realtime.transport import without_compression
-from presence.redis_url import parse_redis_url
 from presence.service import PresenceService
 
 log = logging.getLogger(__name__)
@@ -68,9 +67,9 @@ class RealtimeServer:
         self._presence = presence
         sio_logger = quiet_logger("presence.socketio", settings.log_level)
         self.manager: ProbedRedisManager | None = None
-        if settings.redis_url is not None:
+        if settings.redis is not None:
             self.manager = ProbedRedisManager(
-                parse_redis_url(settings.redis_url), keys.socketio_channel, sio_logger, metrics
+                settings.redis, keys.socketio_channel, sio_logger, metrics
             )
         origins: str | list[str] = (
             "*" if "*" in settings.cors_origins else list(settings.cors_origins)
