@@ -225,12 +225,18 @@ def _start_all(topology: Topology, database: DatabaseHost, worker_settings: dict
     topology.save()
 
 
+def admin_create_args(password: str) -> list[str]:
+    """``presence`` arguments creating the admin. "--password=…" in one argument: a random
+    password may start with "-", which argparse would take for an option (one start in 64
+    failed so)."""
+    return ["user", "create", "--email", ADMIN_EMAIL, f"--password={password}",
+            "--username", "admin", "--admin"]  # fmt: skip
+
+
 def _admin_token(topology: Topology) -> str:
     env = topology.worker_env()
     cli = [sys.executable, "-m", "presence"]
-    password = secrets.token_urlsafe(12)
-    create = [*cli, "user", "create", "--email", ADMIN_EMAIL, "--password", password,
-              "--username", "admin", "--admin"]  # fmt: skip
+    create = [*cli, *admin_create_args(secrets.token_urlsafe(12))]
     try:
         _checked(create, env)
     except CommandFailed as exc:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from presence.cli import _parser
 from presence.config import ConfigError, load_settings
 from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
+from scripts.cluster import admin_create_args
 
 SECRET = "x" * 32
 SERVICES = {
@@ -155,3 +157,8 @@ def test_cluster_mode_spreads_the_collections_over_sixteen_buckets_unless_told()
     assert load_settings(cluster).redis_buckets == 16
     assert load_settings({**cluster, "PRESENCE_REDIS_BUCKETS": "64"}).redis_buckets == 64
     assert load_settings(SERVICES).redis_buckets == 1
+
+
+def test_make_cluster_creates_its_admin_whatever_its_random_password_starts_with() -> None:
+    args = _parser().parse_args(admin_create_args("-UJJ5msxorB2advh"))
+    assert args.password == "-UJJ5msxorB2advh"
