@@ -37,6 +37,7 @@ from presence.metrics import Metrics
 from presence.readiness import Readiness
 from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
+from presence.routes import RoomRoutes
 from presence.service import PresenceService
 from presence.store.base import Store, StoreError
 from presence.store.memory import MemoryStore
@@ -165,6 +166,7 @@ def create_app(
         attempts=components.attempts,
         conversations=components.conversations,
         presence=components.presence,
+        routes=RoomRoutes(redis, keys, clock, settings.worker_id),
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
     components.registry.on_forgotten.append(realtime.reassert)

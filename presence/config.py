@@ -17,6 +17,8 @@ from typing import Literal
 from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
 
 LogFormat = Literal["json", "text"]
+# How Socket.IO messages reach other workers (see presence.realtime.routed).
+MessageQueue = Literal["routed", "broadcast"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _MIN_JWT_SECRET_BYTES = 32
@@ -65,6 +67,7 @@ class Settings:
     redis_prefix: str = "presence:"
     # Slots the cluster-wide collections are spread over (see presence.keys).
     redis_buckets: int = 1
+    message_queue: MessageQueue = "routed"
 
     @property
     def embedded(self) -> bool:
@@ -130,6 +133,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = source.get("PRESENCE_LOG_LEVEL", "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"PRESENCE_LOG_LEVEL: must be one of {', '.join(_LOG_LEVELS)}")
+    message_queue = source.get("PRESENCE_MESSAGE_QUEUE", "routed").strip() or "routed"
+    if message_queue not in ("routed", "broadcast"):
+        raise ConfigError(
+            f"PRESENCE_MESSAGE_QUEUE: expected routed or broadcast, got {message_queue!r}"
+        )
     log_format = source.get("PRESENCE_LOG_FORMAT", "json")
     if log_format not in ("json", "text"):
         raise ConfigError("PRESENCE_LOG_FORMAT: must be json or text")
@@ -168,6 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_buckets=reader.integer(
             "PRESENCE_REDIS_BUCKETS", _default_buckets(redis), low=1, high=1024
         ),
+        message_queue=message_queue,  # type: ignore[arg-type]  # checked above
     )
     _check_relations(settings)
     return settings

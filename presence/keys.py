@@ -64,6 +64,20 @@ class Bucket:
         """Set of ``member|sid`` one worker owns in this bucket (to clean up after it)."""
         return f"{self.tag}wconns:{worker_id}"
 
+    def route(self, room: str) -> str:
+        """Set of the workers with at least one local socket in a room: where the routed
+        message queue sends what is addressed to it."""
+        return f"{self.route_prefix}{room}"
+
+    @property
+    def route_prefix(self) -> str:
+        """What a script prepends to a room to name its route set."""
+        return f"{self.tag}route:"
+
+    def worker_routes(self, worker_id: str) -> str:
+        """Set of the rooms of this bucket one worker is routed for (to clean up after it)."""
+        return f"{self.tag}wroutes:{worker_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class Keys:
@@ -86,8 +100,14 @@ class Keys:
 
     @property
     def socketio_channel(self) -> str:
-        """Pub/sub channel of the Socket.IO message queue (a shard channel in Cluster mode)."""
+        """The one pub/sub channel of the broadcast message queue (a shard channel in Cluster
+        mode)."""
         return f"{self.prefix}socketio"
+
+    def worker_channel(self, worker_id: str) -> str:
+        """The channel one worker listens on with the routed message queue: its own hash tag,
+        so in Cluster mode the workers' channels spread over the shards."""
+        return f"{self.prefix}socketio:{{w:{worker_id}}}"
 
     def auth_failures(self, scope: str, identity: str) -> str:
         """Counter of failed sign-ins for one address or account (``scope``); PX = the window.

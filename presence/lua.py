@@ -237,6 +237,18 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
+# A dead worker leaves the route sets of one bucket: no message is sent to its channel any more.
+# KEYS[1] the worker's routes in this bucket   ARGV[1] the bucket's route prefix   ARGV[2] worker id
+# Returns how many rooms it was routed for.
+FORGET_ROUTES = """
+local rooms = redis.call('SMEMBERS', KEYS[1])
+for _, room in ipairs(rooms) do
+  redis.call('SREM', ARGV[1] .. room, ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return #rooms
+"""
+
 # Every script, loaded at start-up so that no request pays a NOSCRIPT retry.
 SCRIPTS = (
     ACTIVITY,
@@ -252,4 +264,5 @@ SCRIPTS = (
     ADD_COUNTERS,
     RESET_COUNTERS,
     COUNT_FAILURE,
+    FORGET_ROUTES,
 )

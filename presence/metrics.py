@@ -108,6 +108,21 @@ class Metrics:
         self.pubsub_deaf_episodes = counter(
             "presence_pubsub_deaf_episodes", "Times this worker's pub/sub listener went deaf"
         )
+        self.pubsub_received = counter(
+            "presence_pubsub_received",
+            "Socket.IO queue messages this worker's listener received (its own probes aside)",
+        )
+        self.pubsub_published = counter(
+            "presence_pubsub_published",
+            "Socket.IO queue messages this worker published (one per addressed channel)",
+        )
+        self.pubsub_rooms = gauge(
+            "presence_pubsub_subscribed_rooms",
+            "Rooms this worker is subscribed to: it has a local socket in each (routed queue)",
+        )
+        self.pubsub_channels = gauge(
+            "presence_pubsub_channels", "Pub/sub channels this worker's listener is subscribed to"
+        )
         self.pubsub_probe_age = gauge(
             "presence_pubsub_last_probe_age_seconds",
             "Seconds since this worker last heard its own pub/sub probe",

@@ -37,6 +37,7 @@ from presence.lua import (
     WORKER_BEAT,
 )
 from presence.metrics import Metrics
+from presence.routes import RoomRoutes
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class WorkerRegistry:
         self.incarnation = uuid.uuid4().hex
         self._ttl_ms = milliseconds(ttl_s)
         self._beat = redis.register_script(WORKER_BEAT)
+        self._routes = RoomRoutes(redis, keys, clock, worker_id)
         self.on_forgotten: list[Callable[[], Awaitable[None]]] = []
 
     async def heartbeat(self) -> bool:
@@ -75,7 +77,9 @@ class WorkerRegistry:
 
     async def forget(self, worker_id: str) -> None:
         """After its connections are closed: the dead worker leaves every trace (its
-        connection sets live in every bucket, so this is one command per bucket)."""
+        connection sets and its message routes live in every bucket, so this is a command
+        and a script per bucket)."""
+        await self._routes.forget(worker_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(self._keys.workers, worker_id)
         for bucket in self._keys.every_bucket():

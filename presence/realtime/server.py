@@ -29,8 +29,9 @@ from presence.realtime import payloads
 from presence.realtime.admission import Admission, LocalConnection
 from presence.realtime.broadcast import Broadcaster
 from presence.realtime.handlers import EventHandlers
-from presence.realtime.manager import ProbedRedisManager
+from presence.realtime.manager import BroadcastRedisManager
 from presence.realtime.protocol import MAX_MESSAGE_BYTES, BoundedServer, Refused, quiet_logger
+from presence.realtime.queue import ProbedQueue
 from presence.realtime.refusals import (
     KNOWN,
     Refusal,
@@ -38,7 +39,9 @@ from presence.realtime.refusals import (
     count_event,
     refusal_for,
 )
+from presence.realtime.routed import RoutedRedisManager
 from presence.realtime.transport import without_compression
+from presence.routes import RoomRoutes
 from presence.service import PresenceService
 
 log = logging.getLogger(__name__)
@@ -60,16 +63,19 @@ class RealtimeServer:
         attempts: AttemptLimiter,
         conversations: Conversations,
         presence: PresenceService,
+        routes: RoomRoutes,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
         self._presence = presence
         sio_logger = quiet_logger("presence.socketio", settings.log_level)
-        self.manager: ProbedRedisManager | None = None
-        if settings.redis is not None:
-            self.manager = ProbedRedisManager(
-                settings.redis, keys.socketio_channel, sio_logger, metrics
+        self.manager: ProbedQueue | None = None
+        if settings.redis is not None and settings.message_queue == "routed":
+            self.manager = RoutedRedisManager(settings.redis, routes, sio_logger, metrics)
+        elif settings.redis is not None:
+            self.manager = BroadcastRedisManager(
+                settings.redis, keys.socketio_channel, settings.worker_id, sio_logger, metrics
             )
         origins: str | list[str] = (
             "*" if "*" in settings.cors_origins else list(settings.cors_origins)
@@ -281,7 +287,10 @@ class RealtimeServer:
 
     async def reassert(self) -> None:
         """Redis forgot this worker (restart, flush, or a stall taken for death): register its
-        live connections again so none of them is swept or shown offline."""
+        live connections again so none of them is swept or shown offline, and its rooms, so
+        that it hears what is sent to them."""
+        if self.manager is not None:
+            await self.manager.resync()
         live = [
             (c.principal.subject, sid)
             for sid, c in list(self._local.items())

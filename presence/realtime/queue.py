@@ -1,0 +1,208 @@
+"""What both Socket.IO message queues share: Redis clients from the worker's configuration, a
+listener that subscribes again after any failure, and a probe that tells a deaf listener.
+
+python-socketio's Redis manager reconnects by itself, but silently: while its listener is down
+or backing off (up to 60 s), cross-worker events are lost and the worker looks healthy. Every
+:data:`PROBE_INTERVAL_S` each worker publishes a probe on a channel it listens on and expects to
+hear it back; not hearing it for :data:`DEAF_AFTER_S` marks the worker deaf in ``/readyz`` and
+metrics. In Cluster mode both queues publish and listen with sharded pub/sub
+(``SPUBLISH``/``SSUBSCRIBE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+from socketio.async_pubsub_manager import AsyncPubSubManager
+
+from presence.clients import redis_client
+from presence.metrics import Metrics
+from presence.redis_url import RedisConfig
+
+# A probe every 2 s costs nothing and bounds how long a deaf worker goes unnoticed.
+PROBE_INTERVAL_S = 2.0
+# Three missed probes: one slow round trip is not deafness.
+DEAF_AFTER_S = 3 * PROBE_INTERVAL_S
+PROBE_METHOD = "presence:probe"
+# Every probe carries this; the listener tells probes by it without decoding them.
+_PROBE_MARK = b'"probe": true'
+# The longest pause between two attempts to subscribe again: a failover takes seconds.
+MAX_RETRY_S = 2.0
+# How long a shutdown waits for the listener to stop.
+STOP_WAIT_S = 2.0
+
+
+class ProbedQueue(AsyncPubSubManager):  # type: ignore[misc]
+    """python-socketio's pub/sub manager over Redis, on the worker's own Redis configuration:
+    every client comes from :func:`presence.clients.redis_client` (never from a second parse
+    of the URL). Subclasses say which channels the listener subscribes to
+    (:meth:`listening_channels`), where the probe goes (:attr:`probe_channel`) and how a
+    message is addressed (``_publish``)."""
+
+    def __init__(
+        self, config: RedisConfig, host_id: str, logger: logging.Logger, metrics: Metrics
+    ) -> None:
+        super().__init__(logger=logger)
+        # The worker id: what the routes name and what callbacks are returned to.
+        self.host_id = host_id
+        self._config = config
+        self._metrics = metrics
+        self._marker = f'"host_id": "{host_id}", "probe": true'.encode()
+        self._started = time.monotonic()
+        self._last_heard: float | None = None
+        self._deaf = False
+        self._listening = False  # subscribed, between two failures
+        self._listener: Redis | None = None  # the listener's own client
+        self.redis: Redis | None = None  # the publisher's client
+        self.connected = False
+
+    # -- what subclasses decide ------------------------------------------------------------------
+
+    def listening_channels(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def probe_channel(self) -> str:
+        raise NotImplementedError
+
+    async def on_subscribed(self) -> None:
+        """Called each time the listener has (re)subscribed, before it reads; raising makes
+        it subscribe again after a pause."""
+
+    async def resync(self) -> None:
+        """Redis forgot this worker: tell it again whatever the queue needs it to know."""
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def _publisher(self) -> Redis:
+        if self.redis is None or not self.connected:
+            self.redis = redis_client(self._config)
+            self.connected = True
+        return self.redis
+
+    async def send(self, channel: str, message: str) -> bool:
+        """Publish one encoded message, trying twice as python-socketio's manager does; False
+        when both attempts failed (the message is dropped, and logged)."""
+        for attempt in range(2):
+            try:
+                client = self._publisher()
+                if self._config.is_cluster:
+                    await client.spublish(channel, message)
+                else:
+                    await client.publish(channel, message)
+                self._metrics.pubsub_published.inc()
+                return True
+            except Exception as exc:
+                self.connected = False
+                self._get_logger().error(
+                    "Cannot publish to redis... %s", "retrying" if attempt == 0 else "giving up",
+                    extra={"redis_exception": str(exc)},
+                )  # fmt: skip
+        return False
+
+    # -- listening -------------------------------------------------------------------------------
+
+    async def _messages(self) -> AsyncIterator[Any]:
+        """The channels' messages, subscribing again after any failure with a short capped
+        back-off (python-socketio's own reaches 60 s): a Sentinel or Cluster failover moves
+        a channel to a promoted replica within seconds, and the listener must be there.
+        The listener has a client of its own, so a publisher reconnecting never swaps the
+        connection it reads from."""
+        retry_s = 0.25
+        sharded = self._config.is_cluster
+        while True:
+            client = self._listener = redis_client(self._config)
+            # A ClusterPubSub in Cluster mode; both speak what is used here.
+            pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+            channels = self.listening_channels()
+            try:
+                if sharded:
+                    # The pub/sub finds a channel's shard from the client's slot map, which a
+                    # cluster client only has once it met the cluster.
+                    await client.initialize()
+                    await pubsub.ssubscribe(*channels)
+                    receive = pubsub.get_sharded_message
+                else:
+                    await pubsub.subscribe(*channels)
+                    receive = pubsub.get_message
+                self._metrics.pubsub_channels.set(len(channels))
+                await self.on_subscribed()
+                self._listening = True
+                retry_s = 0.25
+                while True:
+                    message = await receive(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") in ("message", "smessage"):
+                        yield message["data"]
+            except Exception as exc:
+                self._listening = False
+                self._metrics.pubsub_channels.set(0)
+                self._update_deafness()
+                self._get_logger().error(
+                    "Cannot receive from redis (%s)... retrying in %.2f secs", exc, retry_s
+                )
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, MAX_RETRY_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                    await client.aclose()
+
+    async def _listen(self) -> AsyncIterator[Any]:
+        async for message in self._messages():
+            if isinstance(message, bytes) and _PROBE_MARK in message:
+                if self._marker in message:
+                    self._last_heard = time.monotonic()
+                continue  # a probe (another worker's, on a shared channel): nothing to do
+            self._metrics.pubsub_received.inc()
+            yield message
+
+    # -- the probe -------------------------------------------------------------------------------
+
+    def silence_s(self) -> float:
+        """Seconds since the last probe came back (or since start, before the first one)."""
+        return time.monotonic() - (self._last_heard or self._started)
+
+    def is_deaf(self) -> bool:
+        """Not subscribed right now, or not hearing its own probe for a while."""
+        return not self._listening or self.silence_s() > DEAF_AFTER_S
+
+    async def run_probe(self) -> None:
+        # Encoded by hand so that the listener recognises it by its bytes, without decoding.
+        probe = f'{{"method": "{PROBE_METHOD}", "host_id": "{self.host_id}", "probe": true}}'
+        while True:
+            await self.send(self.probe_channel, probe)
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            self._update_deafness()
+
+    def _update_deafness(self) -> None:
+        """Log and export a change of deafness: from the probe loop, and at once when the
+        listener loses its subscription."""
+        deaf = self.is_deaf()
+        if deaf and not self._deaf:
+            self._metrics.pubsub_deaf_episodes.inc()
+            self._get_logger().error(
+                "pub/sub listener is deaf: own probe not heard for %.1f s", self.silence_s()
+            )
+        elif self._deaf and not deaf:
+            self._get_logger().warning("pub/sub listener hears again")
+        self._deaf = deaf
+        self._metrics.pubsub_deaf.set(1 if deaf else 0)
+        self._metrics.pubsub_probe_age.set(self.silence_s())
+
+    async def close(self) -> None:
+        """Stop the listener and close its connections, bounded: a listener that swallows its
+        cancellation must not hang the shutdown."""
+        thread = getattr(self, "thread", None)
+        if isinstance(thread, asyncio.Task):
+            thread.cancel()
+            await asyncio.wait({thread}, timeout=STOP_WAIT_S)
+        for client in (self.redis, self._listener):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
