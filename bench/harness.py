@@ -348,24 +348,35 @@ class MonitorLog:
                 total += 1
         return total
 
-    def published(self) -> list[dict[str, Any]]:
-        """The JSON messages published (Socket.IO's queue messages and the probes)."""
-        messages = []
+    def publishes(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every JSON message published (``PUBLISH`` or ``SPUBLISH``: the Socket.IO queue's
+        messages and the probes), with its channel."""
+        found = []
         for args in self.commands:
-            if args[0].upper() == "PUBLISH" and len(args) >= 3:
+            if args[0].upper() in ("PUBLISH", "SPUBLISH") and len(args) >= 3:
                 raw = args[2].encode("latin-1", "backslashreplace").decode("unicode_escape")
                 try:
-                    messages.append(json.loads(raw))
+                    found.append((args[1], json.loads(raw)))
                 except ValueError:
                     continue
-        return messages
+        return found
+
+    def published(self) -> list[dict[str, Any]]:
+        return [message for _, message in self.publishes()]
+
+    def _status_channels(self, user_id: str) -> list[str]:
+        return [
+            channel
+            for channel, m in self.publishes()
+            if m.get("event") == "user:status" and m["data"][0].get("userId") == user_id
+        ]
 
     def status_publishes(self, user_id: str) -> int:
-        return sum(
-            1
-            for m in self.published()
-            if m.get("event") == "user:status" and m["data"][0].get("userId") == user_id
-        )
+        return len(self._status_channels(user_id))
+
+    def status_channels(self, user_id: str) -> set[str]:
+        """The channels (with the routed queue: the workers) a subject's changes went to."""
+        return set(self._status_channels(user_id))
 
     def activity_calls(self) -> int:
         """Calls of the activity script: the only Redis round trip on the request path."""
