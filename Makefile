@@ -58,6 +58,7 @@ test-fault: $(STAMP) services
 ## (BENCH="b01 b05" runs some)
 bench: $(STAMP) services
 	$(BIN)/python -m bench $(BENCH)
+	$(BIN)/python -m bench.capacity
 
 ## bench-quick: under two minutes, exact counts and loose ratios; fails on a missed count
 bench-quick: $(STAMP) services
@@ -73,6 +74,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check presence tests scripts bench devstack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python -m bench.capacity --check
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix presence tests scripts bench devstack

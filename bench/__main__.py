@@ -29,6 +29,7 @@ ALL = [
     "b08_memory_per_connection",
     "b09_sweep_cost",
     "b10_detection",
+    "b11_fanout",
 ]
 # Under two minutes: the counts, and the overhead ratio with a loose bound.
 QUICK = [
