@@ -260,6 +260,10 @@ def _report(result: Result) -> None:
                 f"{label}: CPU of the actors' worker, per 1000 transitions",
                 "ms", [1000 * x[0] for x in cpu],
             )  # fmt: skip
+            result.metric(
+                f"{label}: CPU of all workers, per 1000 transitions",
+                "ms", [1000 * sum(x) for x in cpu],
+            )  # fmt: skip
     for queue in QUEUES:
         growth = [
             four / two

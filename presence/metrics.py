@@ -114,7 +114,7 @@ class Metrics:
         )
         self.pubsub_published = counter(
             "presence_pubsub_published",
-            "Socket.IO queue messages this worker published (one per addressed channel)",
+            "Socket.IO queue messages this worker published, one per channel (probes aside)",
         )
         self.pubsub_rooms = gauge(
             "presence_pubsub_subscribed_rooms",

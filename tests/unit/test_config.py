@@ -62,6 +62,7 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_TRACK_REQUESTS": "maybe"}, "PRESENCE_TRACK_REQUESTS"),
         ({"PRESENCE_LOG_LEVEL": "LOUD"}, "PRESENCE_LOG_LEVEL"),
         ({"PRESENCE_LOG_FORMAT": "xml"}, "PRESENCE_LOG_FORMAT"),
+        ({"PRESENCE_MESSAGE_QUEUE": "kafka"}, "PRESENCE_MESSAGE_QUEUE"),
         ({"PRESENCE_JWT_SECRET": "short"}, "PRESENCE_JWT_SECRET"),
         ({"PRESENCE_REDIS_URL": "localhost:6379"}, "PRESENCE_REDIS_URL"),
         ({"PRESENCE_REDIS_URL": "redis+sentinel://s1:26379"}, "PRESENCE_REDIS_URL"),
@@ -157,6 +158,12 @@ def test_cluster_mode_spreads_the_collections_over_sixteen_buckets_unless_told()
     assert load_settings(cluster).redis_buckets == 16
     assert load_settings({**cluster, "PRESENCE_REDIS_BUCKETS": "64"}).redis_buckets == 64
     assert load_settings(SERVICES).redis_buckets == 1
+
+
+def test_the_routed_message_queue_is_the_default_and_broadcast_a_choice() -> None:
+    assert load_settings(SERVICES).message_queue == "routed"
+    chosen = load_settings({**SERVICES, "PRESENCE_MESSAGE_QUEUE": "broadcast"})
+    assert chosen.message_queue == "broadcast"
 
 
 def test_make_cluster_creates_its_admin_whatever_its_random_password_starts_with() -> None:
