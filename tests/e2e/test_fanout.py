@@ -1,6 +1,7 @@
 """Fan-out that scales with workers (SPEC §10): with the routed message queue a worker receives
 only the messages addressed to rooms in which it has a local socket. Four real workers, an
-audience on one of them, sockets on the others in rooms of their own; every Redis mode."""
+audience on one of them, sockets on the others in rooms of their own; standalone Redis and
+Cluster."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+import pytest
 from redis.asyncio import Redis
 
 from presence.clients import redis_from_url
 from presence.keys import Keys, decoded
-from tests.conftest import EVERY_REDIS_MODE
 from tests.e2e.conftest import WorkersFactory
 from tests.support.accounts import Account, call, conversation, register
 from tests.support.processes import WorkerProcess, scrape
@@ -23,6 +24,11 @@ RECEIVED = "presence_pubsub_received_total"
 TRANSITIONS = 6
 # Manual statuses cycled by the actor: each one is a transition announced to its audience.
 STATUSES = ("away", "dnd", "online")
+# Routing is the same code on a standalone Redis and behind Sentinel (one master); Cluster
+# mode adds the shards (sharded pub/sub, a channel and route sets per slot).
+STANDALONE_AND_CLUSTER = pytest.mark.parametrize(
+    "redis_mode", ["standalone", "cluster"], indirect=True
+)
 TIMERS = {"worker_ttl_s": "2", "leader_ttl_s": "2", "maintenance_interval_s": "1"}
 
 
@@ -83,7 +89,7 @@ async def act(shape: Layout) -> None:
     assert len(shape.listener.statuses_of(shape.actor.id)) == TRANSITIONS
 
 
-@EVERY_REDIS_MODE
+@STANDALONE_AND_CLUSTER
 async def test_workers_without_an_audience_receive_none_of_its_messages(
     start_workers: WorkersFactory,
 ) -> None:
@@ -124,7 +130,7 @@ async def routed_workers(redis: Redis, keys: Keys, rooms: list[str]) -> set[str]
     return found
 
 
-@EVERY_REDIS_MODE
+@STANDALONE_AND_CLUSTER
 async def test_routes_follow_workers_that_stop_die_and_lose_their_routes(
     start_workers: WorkersFactory, mode_url: str, redis_mode: str
 ) -> None:
