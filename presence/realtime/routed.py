@@ -59,6 +59,7 @@ class RoutedRedisManager(ProbedQueue):
         # one flush at a time; ``_written`` holds the routes Redis is known to have.
         self._pending: dict[str, bool] = {}
         self._written: set[str] = set()
+        self._own_routes: set[str] = set()  # the own rooms of sockets that entered a room
         self._local_rooms = 0
         self._flush_lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
@@ -78,15 +79,28 @@ class RoutedRedisManager(ProbedQueue):
     ) -> None:
         gained = room is not None and room not in self.rooms.get(namespace, {})
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if room is None or room == sid:
+            return
         if gained:
-            assert room is not None
             self._change(route_of(namespace, room), wanted=True)
+        # A socket's own room is routed with its first other room (at admission): a socket
+        # that never authenticates costs Redis nothing.
+        own = route_of(namespace, sid)
+        if own not in self._own_routes:
+            self._own_routes.add(own)
+            self._change(own, wanted=True)
 
     def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
         had = room is not None and room in self.rooms.get(namespace, {})
         super().basic_leave_room(sid, namespace, room)
-        if had and room not in self.rooms.get(namespace, {}):
-            assert room is not None
+        if room is None:
+            return
+        if room == sid:
+            own = route_of(namespace, sid)
+            if own in self._own_routes:
+                self._own_routes.discard(own)
+                self._change(own, wanted=False)
+        elif had and room not in self.rooms.get(namespace, {}):
             self._change(route_of(namespace, room), wanted=False)
 
     def _change(self, route: str, *, wanted: bool) -> None:
@@ -100,13 +114,13 @@ class RoutedRedisManager(ProbedQueue):
     async def enter_room(
         self, sid: str, namespace: str, room: str, eio_sid: str | None = None
     ) -> None:
-        """Enter the room, and return only once this worker is routed for it: whatever is
-        published to the room from then on reaches the socket (the snapshot a new socket
-        gets is read after its rooms are entered)."""
+        """Enter the room, and return only once this worker is routed for it (and for the
+        socket's own room): whatever is published to the room from then on reaches the
+        socket (the snapshot a new socket gets is read after its rooms are entered)."""
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
         if self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace):
-            route = route_of(namespace, room)
-            if route not in self._written or route in self._pending:
+            routes = (route_of(namespace, room), route_of(namespace, sid))
+            if any(r not in self._written or r in self._pending for r in routes):
                 await self.flush()
 
     # -- writing routes ----------------------------------------------------------------------
@@ -148,12 +162,13 @@ class RoutedRedisManager(ProbedQueue):
                 pause_s = min(pause_s * 2, MAX_ROUTE_RETRY_S)
 
     def _local_routes(self) -> list[str]:
-        return [
+        shared = [
             route_of(namespace, room)
             for namespace, rooms in self.rooms.items()
             for room in rooms
-            if room is not None
+            if room is not None and not self.is_sid_room(namespace, room)
         ]
+        return shared + sorted(self._own_routes)
 
     async def resync(self) -> None:
         """Route every local room again: Redis may have lost them (a restart, a failover that

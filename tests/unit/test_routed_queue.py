@@ -75,24 +75,36 @@ async def test_a_room_is_routed_by_its_first_socket_and_unrouted_by_its_last(
     connect(manager, "s1")
     connect(manager, "s2")
     await manager.enter_room("s1", "/", "conversation:c")
-    written = {k: v for batch in routes.applied for k, v in batch.items()}
-    # Returned only once the room (and the sockets' own rooms, in the same batch) was written.
-    assert written == {route_of("/", "s1"): True, route_of("/", "s2"): True,
-                       route_of("/", "conversation:c"): True}  # fmt: skip
-    before = len(routes.applied)
+    # Returned only once the room (and the socket's own room, in the same batch) was written.
+    assert routes.applied == [{route_of("/", "s1"): True, route_of("/", "conversation:c"): True}]
     await manager.enter_room("s2", "/", "conversation:c")
-    assert len(routes.applied) == before  # the room was routed already: no write, no wait
+    # The room was routed already: only the second socket's own room is written.
+    assert routes.applied[-1] == {route_of("/", "s2"): True}
     await manager.leave_room("s1", "/", "conversation:c")
     await manager.leave_room("s2", "/", "conversation:c")
     await manager.flush()
     assert routes.applied[-1] == {route_of("/", "conversation:c"): False}
+    manager.basic_disconnect("s1", "/")
+    await manager.flush()
+    assert routes.applied[-1] == {route_of("/", "s1"): False}
+
+
+async def test_a_socket_that_enters_no_room_costs_redis_nothing(
+    manager: RoutedRedisManager, routes: RecordingRoutes
+) -> None:
+    """An unauthenticated socket (refused, or never sending credentials)."""
+    connect(manager, "s1")
+    manager.basic_disconnect("s1", "/")
+    await manager.flush()
+    await manager.resync()
+    assert routes.applied == []
 
 
 async def test_a_failed_write_is_kept_and_written_next_in_order(
     manager: RoutedRedisManager, routes: RecordingRoutes
 ) -> None:
     connect(manager, "s1")
-    await manager.flush()
+    await manager.enter_room("s1", "/", "first")
     routes.failures = 1
     with pytest.raises(ConnectionError):
         await manager.enter_room("s1", "/", "room")
