@@ -293,6 +293,7 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
     log.info("worker started", extra={"settings": repr(c.settings)})
     yield
     await _stop(app[TASKS].others)
+    await c.presence.stop_grace_timers()
     await c.tracker.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()

@@ -36,6 +36,7 @@ from presence.domain import (
     SubjectKind,
     SubjectRef,
     from_epoch,
+    milliseconds,
     to_epoch,
 )
 from presence.metrics import Metrics
@@ -46,9 +47,15 @@ from presence.throttle import ActivityTracker
 log = logging.getLogger(__name__)
 
 StatusListener = Callable[[StatusChange], Awaitable[None]]
-# How often every worker looks for grace periods that have ended: the offline broadcast comes
-# at most this long after the grace (SPEC §9: within grace + 1 s).
+# The worker that saw a subject's last connection close ends the grace itself, on a timer, so
+# the offline is announced as the grace ends. Every worker also looks, this often, for graces
+# that ended more than GRACE_FALLBACK_LAG_S ago (their worker died, or its timer could not
+# reach Redis) and finishes them: the fallback announces within grace + 1.25 s.
 GRACE_POLL_S = 0.25
+GRACE_FALLBACK_LAG_S = 1.0
+# A timer that fires this much before the injected clock says the grace ended leaves the
+# subject to the fallback (only a test's frozen clock is that far behind).
+_TIMER_TOLERANCE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,8 @@ class PresenceService:
         # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
         # closes), with the moment each happened: (subject, sid) -> epoch seconds.
         self._unrecorded_closes: dict[tuple[SubjectRef, str], float] = {}
+        self._grace_timers: set[asyncio.TimerHandle] = set()
+        self._grace_tasks: set[asyncio.Task[None]] = set()
 
     def add_listener(self, listener: StatusListener) -> None:
         """Called with every transition this worker decides (each is decided by one worker)."""
@@ -103,17 +112,65 @@ class PresenceService:
         must not stay registered while its worker lives (that is a ghost no sweep removes)."""
         closed_at = self.clock.now()
         try:
-            await self.connections.disconnect(subject, sid, closed_at)
+            last = await self.connections.disconnect(subject, sid, closed_at)
         except RedisError:
             self.metrics.redis_errors.labels(operation="disconnect").inc()
             self._unrecorded_closes[(subject, sid)] = closed_at
+            return
+        if last:
+            self._end_grace_later(ClosedSubject(subject, milliseconds(closed_at)))
+
+    def _end_grace_later(self, closed: ClosedSubject) -> None:
+        """This worker recorded a subject's last close: end its grace when it ends (at once
+        for a close recorded late)."""
+        loop = asyncio.get_running_loop()
+        ends_in = closed.closed_ms / 1000 + self.settings.offline_grace_s - self.clock.now()
+
+        def fire() -> None:
+            self._grace_timers.discard(handle)
+            task = loop.create_task(self._end_grace(closed))
+            self._grace_tasks.add(task)
+            task.add_done_callback(self._grace_tasks.discard)
+
+        handle = loop.call_later(max(0.0, ends_in), fire)
+        self._grace_timers.add(handle)
+
+    async def _end_grace(self, closed: ClosedSubject) -> None:
+        """The grace of one close ended: offline now, unless a connection came back (the
+        registry's script decides, so exactly one of this timer and the fallback does it)."""
+        due = closed.closed_ms / 1000 + self.settings.offline_grace_s - _TIMER_TOLERANCE_S
+        if self.clock.now() < due:
+            return
+        try:
+            if await self.connections.finish_offline(closed):
+                await self._went_offline(closed)
+        except (RedisError, StoreError):
+            self.metrics.redis_errors.labels(operation="finish_graces").inc()
+        except Exception:
+            log.exception("ending a grace period failed")
+
+    @property
+    def graces_timed(self) -> int:
+        """Grace periods this worker's timers are waiting on."""
+        return len(self._grace_timers)
+
+    async def stop_grace_timers(self) -> None:
+        """At shutdown: the graces still running are left to the other workers' fallback."""
+        for handle in self._grace_timers:
+            handle.cancel()
+        self._grace_timers.clear()
+        for task in list(self._grace_tasks):
+            task.cancel()
+        if self._grace_tasks:
+            await asyncio.wait(self._grace_tasks, timeout=2)
 
     async def record_closes(self) -> None:
         """Record the closes Redis missed, oldest first."""
         for (subject, sid), closed_at in sorted(
             self._unrecorded_closes.items(), key=lambda item: item[1]
         ):
-            await self.connections.disconnect(subject, sid, closed_at)
+            if await self.connections.disconnect(subject, sid, closed_at):
+                self._end_grace_later(ClosedSubject(subject, milliseconds(closed_at)))
             del self._unrecorded_closes[(subject, sid)]
 
     async def reassert(self, connections: Sequence[tuple[SubjectRef, str]]) -> None:
@@ -135,7 +192,8 @@ class PresenceService:
         stale = await self.connections.of_worker(worker_id)
         now = self.clock.now()
         for subject, sid in stale:
-            await self.connections.disconnect(subject, sid, now)
+            if await self.connections.disconnect(subject, sid, now):
+                self._end_grace_later(ClosedSubject(subject, milliseconds(now)))
         return len(stale)
 
     async def announce_offline(self, subject: SubjectRef) -> None:
@@ -147,10 +205,12 @@ class PresenceService:
     async def sids(self, subject: SubjectRef) -> list[str]:
         return await self.connections.sids(subject)
 
-    async def finish_graces(self) -> int:
-        """Take offline every subject whose grace period ended; returns how many went offline.
-        Every worker runs this; the registry lets exactly one of them finish each close."""
-        due = await self.connections.graces_ended(self.clock.now() - self.settings.offline_grace_s)
+    async def finish_graces(self, lag_s: float = 0.0) -> int:
+        """Take offline every subject whose grace period ended at least ``lag_s`` ago; returns
+        how many went offline. Every worker runs this; the registry lets exactly one of them
+        (or the timer of the worker that saw the close) finish each close."""
+        ended_before = self.clock.now() - self.settings.offline_grace_s - lag_s
+        due = await self.connections.graces_ended(ended_before)
         went = 0
         for closed in due:
             if await self.connections.finish_offline(closed):
@@ -173,7 +233,7 @@ class PresenceService:
             await asyncio.sleep(GRACE_POLL_S)
             try:
                 await self.record_closes()
-                await self.finish_graces()
+                await self.finish_graces(lag_s=GRACE_FALLBACK_LAG_S)
             except (RedisError, StoreError):
                 self.metrics.redis_errors.labels(operation="finish_graces").inc()
             except Exception:  # a background loop must outlive any single failure

@@ -107,8 +107,8 @@ class RoutedRedisManager(ProbedQueue):
         self._pending[route] = wanted
         self._local_rooms += 1 if wanted else -1
         self._metrics.pubsub_rooms.set(self._local_rooms)
-        # A socket's own room and every room left are written in the background; a room
-        # entered is awaited by enter_room below.
+        # Written in the background (batched with whatever else changes meanwhile);
+        # enter_room below also waits for the write of the room it entered.
         self._flush_later()
 
     async def enter_room(
