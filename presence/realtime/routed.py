@@ -155,6 +155,7 @@ class RoutedRedisManager(ProbedQueue):
             try:
                 await self.flush()
             except Exception as exc:
+                self._metrics.redis_errors.labels(operation="route_write").inc()
                 self._get_logger().warning(
                     "Cannot write message routes (%s)... retrying in %.2f secs", exc, pause_s
                 )
@@ -192,6 +193,7 @@ class RoutedRedisManager(ProbedQueue):
         try:
             targets = await self._addressees(data)
         except Exception as exc:
+            self._metrics.redis_errors.labels(operation="route_read").inc()
             self._get_logger().error(
                 "Cannot publish to redis... giving up", extra={"redis_exception": str(exc)}
             )

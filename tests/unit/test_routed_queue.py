@@ -14,6 +14,7 @@ from presence.metrics import Metrics
 from presence.realtime.routed import RoutedRedisManager, route_of
 from presence.redis_url import parse_redis_url
 from presence.routes import RoomRoutes
+from tests.support.waiting import until
 
 
 class RecordingRoutes:
@@ -53,12 +54,17 @@ def routes() -> RecordingRoutes:
 
 
 @pytest.fixture
-def manager(routes: RecordingRoutes) -> RoutedRedisManager:
+def metrics() -> Metrics:
+    return Metrics("w1")
+
+
+@pytest.fixture
+def manager(routes: RecordingRoutes, metrics: Metrics) -> RoutedRedisManager:
     queue = RoutedRedisManager(
         parse_redis_url("redis://localhost:6379/0"),
         cast(RoomRoutes, routes),
         logging.getLogger("test"),
-        Metrics("w1"),
+        metrics,
     )
     return queue
 
@@ -111,6 +117,22 @@ async def test_a_failed_write_is_kept_and_written_next_in_order(
     await manager.leave_room("s1", "/", "room")  # newer than the failed enter: it wins
     await manager.flush()
     assert routes.applied[-1] == {route_of("/", "room"): False}
+
+
+async def test_a_write_that_failed_in_the_background_is_retried_and_counted(
+    manager: RoutedRedisManager, routes: RecordingRoutes, metrics: Metrics
+) -> None:
+    connect(manager, "s1")
+    await manager.enter_room("s1", "/", "room")
+    routes.failures = 1
+    await manager.leave_room("s1", "/", "room")  # written in the background: fails once
+    await until(lambda: routes.applied[-1] == {route_of("/", "room"): False}, 5)
+    assert (
+        metrics.registry.get_sample_value(
+            "presence_redis_errors_total", {"operation": "route_write"}
+        )
+        == 1
+    )
 
 
 async def test_resync_routes_every_local_room_again(
