@@ -27,8 +27,9 @@ QUESTION = (
     "every worker, per 1 000 transitions, with `PRESENCE_MESSAGE_QUEUE=broadcast` and "
     "`routed` interleaved. Targets: a worker without a listener receives 0 of those messages "
     "(routed); the messages received cluster-wide do not grow with the number of workers. "
-    "The same runs give the unit costs of a transition and of a connect (CPU, Redis commands "
-    "and bytes, database writes) and `redis-benchmark` gives what one Redis core serves."
+    "The same runs give the unit costs of a transition, a connect and a REST call inside its "
+    "window (CPU, Redis commands and bytes, database writes) and `redis-benchmark` gives what "
+    "one Redis core serves."
 )
 WORKER_COUNTS = (1, 2, 4)
 QUEUES = ("broadcast", "routed")
@@ -36,6 +37,7 @@ ACTORS = 20
 BYSTANDERS_PER_WORKER = 40
 STATUSES = ("away", "dnd", "online")
 RECEIVED = "presence_pubsub_received_total"
+REQUESTS_PER_ACTOR = 50
 
 
 @dataclass
@@ -100,6 +102,14 @@ async def _act(url: str, actor: Account, count: int, session: aiohttp.ClientSess
             assert resp.status == 200, await resp.text()
 
 
+async def _request(url: str, actor: Account, count: int, session: aiohttp.ClientSession) -> None:
+    headers = {"Authorization": f"Bearer {actor.token}"}
+    for _ in range(count):
+        # The heartbeat endpoint does nothing but the activity (B1 and B2 measure it too).
+        async with session.post(f"{url}/api/presence/heartbeat", headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+
+
 async def _config(
     stack: Stack, workers: list[Worker], accounts: Accounts, transitions: int
 ) -> dict[str, Any]:
@@ -142,12 +152,21 @@ async def _config(
         elapsed = time.monotonic() - started
         await asyncio.sleep(0.5)
         done = Reading.take(stack, workers)
+        # REST activity of subjects already inside their window (the common case).
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(
+                *(_request(workers[0].url, a, REQUESTS_PER_ACTOR, session) for a in accounts.actors)
+            )
+        await asyncio.sleep(0.5)
+        requested = Reading.take(stack, workers)
         return {
             "connects": connects,
             "connect": connected.since(before),
             "transitions": heard,
             "transition_seconds": elapsed,
             "transition": done.since(quiet),
+            "requests": REQUESTS_PER_ACTOR * ACTORS,
+            "request": requested.since(done),
         }
     finally:
         for socket in sockets:
@@ -305,6 +324,19 @@ def _unit_costs(result: Result) -> None:
     result.metric(
         "unit: database writes per transition",
         "writes", [t["db_writes"] / k for t, k in zip(per_transition, n, strict=True)],
+    )  # fmt: skip
+    requests = [(r["request"], r["requests"]) for r in runs]
+    result.metric(
+        "unit: Redis commands per REST call (within the window, background included)",
+        "commands", [q["redis_commands"] / k for q, k in requests],
+    )  # fmt: skip
+    result.metric(
+        "unit: Redis bytes per REST call (in + out, background included)",
+        "bytes", [q["redis_bytes"] / k for q, k in requests],
+    )  # fmt: skip
+    result.metric(
+        "unit: database writes per REST call (within the window)",
+        "writes", [q["db_writes"] / k for q, k in requests],
     )  # fmt: skip
     connects = [(r["connect"], r["connects"]) for r in runs]
     result.metric(

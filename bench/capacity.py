@@ -42,6 +42,8 @@ class Units:
 
     cpu_request_ms: float
     redis_per_request: float
+    redis_bytes_per_request: float
+    db_per_request: float
     cpu_transition_ms: float
     cpu_event_ms: float
     redis_per_transition: float
@@ -78,6 +80,8 @@ def measured_units() -> Units:
     return Units(
         cpu_request_ms=_median(b01, "tracking-on: CPU per request") / 1000,
         redis_per_request=_median(b02, "all Redis round trips (incl. background) per request"),
+        redis_bytes_per_request=unit("Redis bytes per REST call (in + out, background included)"),
+        db_per_request=unit("database writes per REST call (within the window)"),
         cpu_transition_ms=unit("CPU per transition on the deciding worker (REST status change)"),
         cpu_event_ms=unit("CPU per delivered event on the listeners' worker"),
         redis_per_transition=unit("Redis commands per transition"),
@@ -152,7 +156,9 @@ def model(units: Units, users: int) -> Scale:
         + connects * units.redis_per_connect
     )
     redis_bytes = (
-        transitions * units.redis_bytes_per_transition + connects * units.redis_bytes_per_connect
+        requests * units.redis_bytes_per_request
+        + transitions * units.redis_bytes_per_transition
+        + connects * units.redis_bytes_per_connect
     )
     shard_capacity = units.redis_core_commands * REDIS_SHARD_BUDGET
     shards = max(1, math.ceil(commands / shard_capacity))
@@ -221,6 +227,10 @@ def _unit_rows(u: Units) -> list[tuple[str, str, str]]:
          f"{_n(u.cpu_request_ms * 1000)} µs", "B1"),
         ("Redis round trips per REST call (all, background included)",
          _n(u.redis_per_request), "B2"),
+        ("Redis bytes per REST call inside its window (in + out, background included)",
+         f"{_n(u.redis_bytes_per_request)} B", "B11"),
+        ("database writes per REST call inside its window (one per subject per window, B3)",
+         _n(u.db_per_request), "B11"),
         ("CPU per transition on the deciding worker (a REST status change, its database "
          "write, its route read and publish)", f"{_n(u.cpu_transition_ms)} ms", "B11"),
         ("CPU per delivered event (received, decoded, sent to one socket)",
@@ -284,10 +294,7 @@ def render(units: Units) -> str:
         ("workers (CPU or connections, whichever needs more)", [str(s.workers) for s in scales]),
         ("worker memory (GiB, all workers)", [_n(s.memory_gib) for s in scales]),
         ("Redis commands/s", [_n(s.redis_commands) for s in scales]),
-        (
-            "Redis traffic (MiB/s) from transitions and connects",
-            [_n(s.redis_mib_s) for s in scales],
-        ),
+        ("Redis traffic (MiB/s)", [_n(s.redis_mib_s) for s in scales]),
         ("Redis Cluster shards (masters)", [str(s.redis_shards) for s in scales]),
         ("pub/sub messages/s, routed queue (all shards)", [_n(s.pubsub_routed) for s in scales]),
         (
