@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench.harness import Account, Stack, Worker
+from bench.harness import Account, Stack, Worker, open_socket
 from bench.report import Result
 from tests.support.sio import Listener
 
@@ -41,13 +41,6 @@ async def _heard(listener: Listener, user_id: str, count: int, timeout_s: float 
     return len(listener.statuses_of(user_id))
 
 
-async def _connect(url: str, account: Account, name: str) -> Listener:
-    listener = Listener(name)
-    await listener.connect(url, auth={"token": account.token}, transports=["websocket"])
-    await listener.wait_for("presence:snapshot")
-    return listener
-
-
 async def _cycles(
     stack: Stack,
     workers: list[Worker],
@@ -57,8 +50,8 @@ async def _cycles(
     cycles: int,
 ) -> list[dict[str, Any]]:
     """Per connect/disconnect cycle (two transitions): what was published and where it went."""
-    ears = [await _connect(w.url, a, f"watcher-{w.name}") for a, w in watchers]
-    others = [await _connect(w.url, a, f"bystander-{w.name}") for a, w in bystanders]
+    ears = [await open_socket(w.url, a, f"watcher-{w.name}") for a, w in watchers]
+    others = [await open_socket(w.url, a, f"bystander-{w.name}") for a, w in bystanders]
     await asyncio.sleep(1.0)  # the bystanders' own transitions are over
     samples = []
     try:
@@ -66,7 +59,7 @@ async def _cycles(
             before = [w.metric(RECEIVED) for w in workers]
             decided_before = [w.metric(DECIDED) for w in workers]
             with stack.monitor() as log:
-                actor = await _connect(workers[0].url, subject, "subject")
+                actor = await open_socket(workers[0].url, subject, "subject")
                 for ear in ears:
                     await _heard(ear, subject.id, 2 * index + 1)
                 await actor.client.disconnect()
@@ -164,8 +157,7 @@ def _report(
     # Workers B (and C) hold the audience; A decides the change, D holds only bystanders.
     receivers = [sum(1 for r in s["received_per_transition"] if r > 0) for s in samples]
     idle = [
-        sum(s["received_per_transition"][i] for i in range(len(s["received_per_transition"])))
-        - sum(s["received_per_transition"][1 : 1 + audience])
+        sum(s["received_per_transition"]) - sum(s["received_per_transition"][1 : 1 + audience])
         for s in samples
     ]
     if queue == "routed":

@@ -8,12 +8,13 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from bench.harness import LOAD_CPU, WORKER_CPU, Account, Stack, Worker, taskset
+from bench.harness import LOAD_CPU, WORKER_CPU, Account, Stack, Worker, open_socket, taskset
 from bench.report import Result
 from tests.support.sio import Listener
 
@@ -87,13 +88,6 @@ class Reading:
         }
 
 
-async def _socket(url: str, account: Account, name: str) -> Listener:
-    listener = Listener(name)
-    await listener.connect(url, auth={"token": account.token}, transports=["websocket"])
-    await listener.wait_for("presence:snapshot", timeout_s=30)
-    return listener
-
-
 async def _act(url: str, actor: Account, count: int, session: aiohttp.ClientSession) -> None:
     headers = {"Authorization": f"Bearer {actor.token}"}
     for index in range(count):
@@ -121,10 +115,10 @@ async def _config(
         for index, worker in enumerate(workers):
             start = index * BYSTANDERS_PER_WORKER
             for account in accounts.bystanders[start : start + BYSTANDERS_PER_WORKER]:
-                sockets.append(await _socket(worker.url, account, "bystander"))
+                sockets.append(await open_socket(worker.url, account, "bystander"))
         connected = Reading.take(stack, workers)
         connects = len(sockets)
-        watchers = [await _socket(workers[-1].url, w, "watcher") for w in accounts.watchers]
+        watchers = [await open_socket(workers[-1].url, w, "watcher") for w in accounts.watchers]
         sockets.extend(watchers)
         await asyncio.sleep(1.0)  # every connect's transition is announced and over
         per_actor = transitions // ACTORS
@@ -300,58 +294,35 @@ def _report(result: Result) -> None:
 
 
 def _unit_costs(result: Result) -> None:
-    """Per transition and per connect, from the routed runs on two workers (the actors' and
-    the listeners')."""
+    """Per transition, per REST call and per connect, from the routed runs on two workers
+    (the actors' and the listeners')."""
     runs = _runs(result, 2, "routed")
-    per_transition = [r["transition"] for r in runs]
-    n = [r["transitions"] for r in runs]
-    result.metric(
-        "unit: CPU per transition on the deciding worker (REST status change)",
-        "ms", [1000 * t["cpu_s"][0] / k for t, k in zip(per_transition, n, strict=True)],
-    )  # fmt: skip
-    result.metric(
-        "unit: CPU per delivered event on the listeners' worker",
-        "ms", [1000 * t["cpu_s"][1] / k for t, k in zip(per_transition, n, strict=True)],
-    )  # fmt: skip
-    result.metric(
-        "unit: Redis commands per transition",
-        "commands", [t["redis_commands"] / k for t, k in zip(per_transition, n, strict=True)],
-    )  # fmt: skip
-    result.metric(
-        "unit: Redis bytes per transition (in + out)",
-        "bytes", [t["redis_bytes"] / k for t, k in zip(per_transition, n, strict=True)],
-    )  # fmt: skip
-    result.metric(
-        "unit: database writes per transition",
-        "writes", [t["db_writes"] / k for t, k in zip(per_transition, n, strict=True)],
-    )  # fmt: skip
-    requests = [(r["request"], r["requests"]) for r in runs]
-    result.metric(
-        "unit: Redis commands per REST call (within the window, background included)",
-        "commands", [q["redis_commands"] / k for q, k in requests],
-    )  # fmt: skip
-    result.metric(
-        "unit: Redis bytes per REST call (in + out, background included)",
-        "bytes", [q["redis_bytes"] / k for q, k in requests],
-    )  # fmt: skip
-    result.metric(
-        "unit: database writes per REST call (within the window)",
-        "writes", [q["db_writes"] / k for q, k in requests],
-    )  # fmt: skip
-    connects = [(r["connect"], r["connects"]) for r in runs]
-    result.metric(
-        "unit: CPU per connect (all workers)",
-        "ms", [1000 * sum(c["cpu_s"]) / k for c, k in connects],
-    )  # fmt: skip
-    result.metric(
-        "unit: Redis commands per connect",
-        "commands", [c["redis_commands"] / k for c, k in connects],
-    )  # fmt: skip
-    result.metric(
-        "unit: Redis bytes per connect (in + out)",
-        "bytes", [c["redis_bytes"] / k for c, k in connects],
-    )  # fmt: skip
-    result.metric(
-        "unit: database writes per connect",
-        "writes", [c["db_writes"] / k for c, k in connects],
-    )  # fmt: skip
+    # (name, unit, phase, count of that phase, the cost read from the phase's deltas)
+    table: list[tuple[str, str, str, str, Callable[[dict[str, Any]], float]]] = [
+        ("CPU per transition on the deciding worker (REST status change)", "ms",
+         "transition", "transitions", lambda d: 1000 * d["cpu_s"][0]),
+        ("CPU per delivered event on the listeners' worker", "ms",
+         "transition", "transitions", lambda d: 1000 * d["cpu_s"][1]),
+        ("Redis commands per transition", "commands",
+         "transition", "transitions", lambda d: d["redis_commands"]),
+        ("Redis bytes per transition (in + out)", "bytes",
+         "transition", "transitions", lambda d: d["redis_bytes"]),
+        ("database writes per transition", "writes",
+         "transition", "transitions", lambda d: d["db_writes"]),
+        ("Redis commands per REST call (within the window, background included)", "commands",
+         "request", "requests", lambda d: d["redis_commands"]),
+        ("Redis bytes per REST call (in + out, background included)", "bytes",
+         "request", "requests", lambda d: d["redis_bytes"]),
+        ("database writes per REST call (within the window)", "writes",
+         "request", "requests", lambda d: d["db_writes"]),
+        ("CPU per connect (all workers)", "ms",
+         "connect", "connects", lambda d: 1000 * sum(d["cpu_s"])),
+        ("Redis commands per connect", "commands",
+         "connect", "connects", lambda d: d["redis_commands"]),
+        ("Redis bytes per connect (in + out)", "bytes",
+         "connect", "connects", lambda d: d["redis_bytes"]),
+        ("database writes per connect", "writes",
+         "connect", "connects", lambda d: d["db_writes"]),
+    ]  # fmt: skip
+    for name, unit, phase, count, cost in table:
+        result.metric(f"unit: {name}", unit, [cost(r[phase]) / r[count] for r in runs])

@@ -37,6 +37,7 @@ from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
 from presence.lua import ACTIVITY
 from presence.store.mongo import MongoStore
+from tests.support.sio import Listener
 
 ROOT = Path(__file__).resolve().parents[1]
 # Source addresses for load through the address-sticky load balancer: enough of them that
@@ -111,6 +112,14 @@ class Worker:
 class Account:
     id: str
     token: str
+
+
+async def open_socket(url: str, account: Account, name: str, timeout_s: float = 30) -> Listener:
+    """A websocket of ``account`` on one worker, returned once its snapshot arrived."""
+    listener = Listener(name)
+    await listener.connect(url, auth={"token": account.token}, transports=["websocket"])
+    await listener.wait_for("presence:snapshot", timeout_s=timeout_s)
+    return listener
 
 
 @dataclass

@@ -116,6 +116,7 @@ def create_app(
     secret = settings.jwt_secret or secrets.token_urlsafe(48)
     codec = JwtCodec(secret, settings.jwt_ttl_s, clock)
     counters = ClusterCounters(redis, keys, metrics)
+    routes = RoomRoutes(redis, keys, clock, settings.worker_id)
     connections = ConnectionRegistry(redis, keys, settings.worker_id, settings.offline_threshold_s)
     windows = ThrottleWindows.from_settings(redis, keys, settings)
     tracker = ActivityTracker(
@@ -152,7 +153,7 @@ def create_app(
         tracker=tracker,
         counters=counters,
         registry=WorkerRegistry(
-            redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s
+            redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s, routes
         ),
         readiness=Readiness(redis, store),
     )
@@ -166,7 +167,7 @@ def create_app(
         attempts=components.attempts,
         conversations=components.conversations,
         presence=components.presence,
-        routes=RoomRoutes(redis, keys, clock, settings.worker_id),
+        routes=routes,
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
     components.registry.on_forgotten.append(realtime.reassert)

@@ -44,7 +44,14 @@ log = logging.getLogger(__name__)
 
 class WorkerRegistry:
     def __init__(
-        self, redis: Redis, keys: Keys, clock: Clock, metrics: Metrics, worker_id: str, ttl_s: float
+        self,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock,
+        metrics: Metrics,
+        worker_id: str,
+        ttl_s: float,
+        routes: RoomRoutes,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -54,7 +61,7 @@ class WorkerRegistry:
         self.incarnation = uuid.uuid4().hex
         self._ttl_ms = milliseconds(ttl_s)
         self._beat = redis.register_script(WORKER_BEAT)
-        self._routes = RoomRoutes(redis, keys, clock, worker_id)
+        self._routes = routes  # a dead worker's message routes go with its connections
         self.on_forgotten: list[Callable[[], Awaitable[None]]] = []
 
     async def heartbeat(self) -> bool:
