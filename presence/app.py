@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from presence.lua import SCRIPTS
 from presence.maintenance.lease import LeaderLease
 from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
+from presence.profiles import Profiles
 from presence.readiness import Readiness
 from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
@@ -45,6 +46,7 @@ from presence.store.mongo import MongoStore
 from presence.supervisor import Loop, start_supervised
 from presence.throttle import ActivityTracker
 from presence.windows import ThrottleWindows
+from presence.write_behind import OnlineWrites
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,18 @@ def create_app(
     routes = RoomRoutes(redis, keys, clock, settings.worker_id)
     connections = ConnectionRegistry(redis, keys, settings.worker_id, settings.offline_threshold_s)
     windows = ThrottleWindows.from_settings(redis, keys, settings)
+    online_writes = OnlineWrites(
+        store, metrics, settings.write_behind_s, settle=connections.settle_written
+    )
+    profiles = Profiles(
+        store,
+        redis,
+        keys,
+        clock,
+        metrics,
+        capacity=settings.profile_cache_size,
+        ttl_s=settings.profile_cache_ttl_s,
+    )
     tracker = ActivityTracker(
         windows=windows,
         store=store,
@@ -126,6 +140,7 @@ def create_app(
         settings=settings,
         metrics=metrics,
         counters=counters,
+        online_writes=online_writes,
     )
     components = Components(
         settings=settings,
@@ -141,7 +156,7 @@ def create_app(
             per_account=settings.auth_failures_per_account,
         ),
         accounts=Accounts(store, passwords or Passwords(), codec, clock),
-        conversations=Conversations(store, clock),
+        conversations=Conversations(store, clock, profiles),
         presence=PresenceService(
             store=store,
             clock=clock,
@@ -149,6 +164,8 @@ def create_app(
             metrics=metrics,
             tracker=tracker,
             connections=connections,
+            profiles=profiles,
+            writes=online_writes,
         ),
         tracker=tracker,
         counters=counters,
@@ -170,6 +187,8 @@ def create_app(
         routes=routes,
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
+    # Redis forgot everything: the cache's generations with it (before the reassertion reads).
+    components.registry.on_forgotten.append(_as_coroutine(profiles.clear))
     components.registry.on_forgotten.append(realtime.reassert)
     lease = LeaderLease(
         redis=redis,
@@ -215,6 +234,13 @@ def create_app(
             "only. Set PRESENCE_REDIS_URL and PRESENCE_MONGO_URL for production."
         )
     return app
+
+
+def _as_coroutine(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        action()
+
+    return run
 
 
 async def _store_context(app: web.Application) -> AsyncIterator[None]:
@@ -279,6 +305,7 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
         "throttle_cache_cleanup": c.tracker.run_cache_cleanup,
         "worker_heartbeat": c.registry.run,
         "grace_finisher": c.presence.run_grace_finisher,
+        "write_behind": c.presence.writes.run,
         "transport_activity": realtime.run_transport_activity,
         "slow_consumer_check": realtime.run_slow_consumer_check,
     }
@@ -296,6 +323,8 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
     await _stop(app[TASKS].others)
     await c.presence.stop_grace_timers()
     await c.tracker.drain()
+    # The online flags and lastSeen of the last transitions, into the database before it closes.
+    await c.presence.writes.drain()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
 

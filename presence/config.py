@@ -53,6 +53,11 @@ class Settings:
     max_connections: int = 20000
     auth_deadline_s: float = 10.0
     auth_cache_size: int = 10000
+    # Online flags and lastSeen reach MongoDB in one bulk this often (presence.write_behind).
+    write_behind_s: float = 0.25
+    # Subjects whose name, manual status and conversations a worker keeps (presence.profiles).
+    profile_cache_size: int = 100_000
+    profile_cache_ttl_s: float = 60.0
     track_requests: bool = True
     auth_failures_per_address: int = 20
     auth_failures_per_account: int = 5
@@ -164,6 +169,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_connections=reader.integer("PRESENCE_MAX_CONNECTIONS", 20000, low=1),
         auth_deadline_s=reader.duration("PRESENCE_AUTH_DEADLINE_S", 10),
         auth_cache_size=reader.integer("PRESENCE_AUTH_CACHE_SIZE", 10000, low=0),
+        write_behind_s=reader.duration("PRESENCE_WRITE_BEHIND_S", 0.25),
+        profile_cache_size=reader.integer("PRESENCE_PROFILE_CACHE_SIZE", 100_000, low=0),
+        profile_cache_ttl_s=reader.duration("PRESENCE_PROFILE_CACHE_TTL_S", 60, allow_zero=True),
         track_requests=reader.boolean("PRESENCE_TRACK_REQUESTS", True),
         auth_failures_per_address=reader.integer("PRESENCE_AUTH_FAILURES_PER_ADDRESS", 20, low=1),
         auth_failures_per_account=reader.integer("PRESENCE_AUTH_FAILURES_PER_ACCOUNT", 5, low=1),
@@ -189,6 +197,9 @@ def _check_relations(s: Settings) -> None:
         raise ConfigError(
             "PRESENCE_OFFLINE_THRESHOLD_S: must be at least PRESENCE_THROTTLE_INTERVAL_S"
         )
+    # SPEC §13: the database has a transition within 1 s.
+    if s.write_behind_s > 1:
+        raise ConfigError("PRESENCE_WRITE_BEHIND_S: must be at most 1 second")
     # Entries younger than the window are still useful; dropping them would cost Redis trips.
     if s.cache_max_age_s < s.throttle_interval_s:
         raise ConfigError("PRESENCE_CACHE_MAX_AGE_S: must be at least PRESENCE_THROTTLE_INTERVAL_S")

@@ -14,15 +14,17 @@ from presence.domain import (
     SubjectRef,
     from_epoch,
 )
+from presence.profiles import Profiles
 from presence.store.base import ConversationRecord, ShareLinkRecord, Store
 
 MAX_MEMBERS = 1000
 
 
 class Conversations:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, profiles: Profiles) -> None:
         self._store = store
         self._clock = clock
+        self._profiles = profiles  # who is in which conversation, as announcements read it
 
     async def create(
         self, owner: Principal, title: str, member_ids: Sequence[str]
@@ -36,12 +38,14 @@ class Conversations:
             raise InvalidInput(
                 f"unknown member ids: {', '.join(sorted(unknown))}", "unknown_member"
             )
-        return await self._store.create_conversation(
+        conversation = await self._store.create_conversation(
             title=title,
             member_ids=members,
             created_by=owner.subject.id,
             now=from_epoch(self._clock.now()),
         )
+        await self._profiles.changed([SubjectRef(SubjectKind.USER, m) for m in members])
+        return conversation
 
     async def list_for(self, user: Principal) -> list[ConversationRecord]:
         _require_user(user)
@@ -83,14 +87,8 @@ class Conversations:
         )
 
     async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
-        """A user's conversations, or the one a guest belongs to."""
-        if not subject.is_anonymous:
-            return await self._store.list_conversations(subject.id)
-        participant = await self._store.get_participant(subject.id)
-        if participant is None:
-            return []
-        conversation = await self._store.get_conversation(participant.conversation_id)
-        return [] if conversation is None else [conversation]
+        """A user's conversations, or the one a guest belongs to (from the worker's cache)."""
+        return await self._profiles.conversations_of(subject)
 
     async def shared_with(self, viewer: Principal) -> set[SubjectRef]:
         """Every subject that shares at least one conversation with the viewer (and itself)."""
@@ -99,7 +97,7 @@ class Conversations:
             conversation = await self._store.get_conversation(viewer.conversation_id)
             conversations = [] if conversation is None else [conversation]
         else:
-            conversations = await self._store.list_conversations(viewer.subject.id)
+            conversations = await self._profiles.conversations_of(viewer.subject)
         shared = {viewer.subject}
         for conversation in conversations:
             shared.update(await self.members(conversation))

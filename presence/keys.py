@@ -51,6 +51,25 @@ class Bucket:
         """Sorted set: subject member -> epoch ms its last connection closed (in grace)."""
         return f"{self.tag}pending"
 
+    @property
+    def last_seen(self) -> str:
+        """Sorted set: subject member -> epoch ms it last went offline (only ever raised): the
+        ``lastSeen`` an announcement gives, without asking the database."""
+        return f"{self.tag}seen"
+
+    @property
+    def unwritten(self) -> str:
+        """Sorted set: subject member -> epoch ms of an offline decided here and not yet in the
+        database (the journal of the write-behind queue, for a worker that dies)."""
+        return f"{self.tag}unwritten"
+
+    @property
+    def generations(self) -> str:
+        """Hash: subject member -> generation of what workers cache of it (name, manual status,
+        conversations), raised at every change, so a worker's copy is checked in the same
+        round trip as the live state."""
+        return f"{self.tag}gen"
+
     def connections(self, member: str) -> str:
         """Hash: socket id -> owning worker id, for every live connection of one subject."""
         return f"{self.connections_prefix}{member}"

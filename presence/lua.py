@@ -105,7 +105,9 @@ return 0
 
 # The grace period of a subject's last close has ended. Idempotent: of several workers finishing
 # the same close, exactly one gets 1 back and announces it.
+# Going offline raises the subject's lastSeen and journals the offline until the database has it.
 # KEYS[1] the subject's connections  KEYS[2] pending offline  KEYS[3] online set
+# KEYS[4] last seen  KEYS[5] unwritten offlines
 # ARGV[1] member  ARGV[2] epoch ms of the close being finished
 # Returns 1 when the subject went offline now, else 0 (reconnected, or already finished).
 FINISH_OFFLINE = _lua("""
@@ -113,13 +115,30 @@ local closed = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not closed or tonumber(closed) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
-return redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('SREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[4], 'GT', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[5], 'GT', ARGV[2], ARGV[1])
+return 1
 """)
+
+# The database has the offlines of these members up to the given times: out of the journal,
+# unless a later offline was journaled meanwhile.
+# KEYS[1] unwritten offlines   ARGV member, ms, member, ms, ...
+SETTLE_WRITTEN = """
+local settled = 0
+for i = 1, #ARGV, 2 do
+  local at = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if at and tonumber(at) <= tonumber(ARGV[i + 1]) then
+    settled = settled + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return settled
+"""
 
 # Take offline the subjects of a batch that are marked online but no longer online by the rule
 # (no connection, no grace period, no activity at or after the cutoff). State-conditional, so
 # two sweepers running at once take each subject offline once.
-# KEYS[1] online  KEYS[2] last activity  KEYS[3] pending offline
+# KEYS[1] online  KEYS[2] last activity  KEYS[3] pending offline  KEYS[4] last seen
 # ARGV[1] cutoff ms  ARGV[2] prefix of the connection hashes  ARGV[3..] members
 # Returns a flat list: member, last activity ms, member, last activity ms, ...
 TAKE_QUIET_OFFLINE = _lua(
@@ -132,8 +151,10 @@ for i = 3, #ARGV do
   if redis.call('SISMEMBER', KEYS[1], member) == 1
       and was_online(KEYS[1], ARGV[2] .. member, KEYS[3], KEYS[2], member, cutoff, 0) == 0 then
     redis.call('SREM', KEYS[1], member)
+    local last = redis.call('ZSCORE', KEYS[2], member) or '0'
+    if last ~= '0' then redis.call('ZADD', KEYS[4], 'GT', last, member) end
     table.insert(taken, member)
-    table.insert(taken, redis.call('ZSCORE', KEYS[2], member) or '0')
+    table.insert(taken, last)
   end
 end
 return taken
@@ -255,6 +276,7 @@ SCRIPTS = (
     CONNECT,
     DISCONNECT,
     FINISH_OFFLINE,
+    SETTLE_WRITTEN,
     TAKE_QUIET_OFFLINE,
     COUNT_ONLINE,
     SHORTEN_WINDOW,

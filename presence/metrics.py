@@ -87,6 +87,23 @@ class Metrics:
         self.mongo_errors = counter(
             "presence_mongo_errors", "MongoDB operations that failed", "operation"
         )
+        self.write_behind_queued = gauge(
+            "presence_write_behind_queued",
+            "Online flags and lastSeen values waiting for this worker's next database bulk",
+        )
+        self.write_behind_written = counter(
+            "presence_write_behind_written",
+            "Online flags and lastSeen values this worker wrote to the database in bulks",
+        )
+        self.profile_cache = counter(
+            "presence_profile_cache",
+            "Subject profiles (name, manual status, conversations) asked of this worker's "
+            "cache, by result (hit, miss)",
+            "result",
+        )
+        self.profile_cache_size = gauge(
+            "presence_profile_cache_size", "Subject profiles in this worker's cache"
+        )
         self.auth_failures = counter(
             "presence_auth_failures", "Refused credentials by reason", "reason"
         )

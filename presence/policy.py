@@ -17,6 +17,8 @@ class LiveState:
     last_activity: float | None  # epoch seconds, precise to the millisecond
     connections: int = 0
     in_grace: bool = False  # the last connection closed less than the grace period ago
+    last_seen: float | None = None  # epoch seconds it last went offline, as Redis knows it
+    generation: int = 0  # of what workers cache of the subject (presence.profiles)
 
 
 def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:

@@ -26,18 +26,20 @@ from redis.exceptions import RedisError
 
 from presence import policy
 from presence.clock import Clock
-from presence.domain import SubjectKind, SubjectRef, milliseconds
+from presence.domain import SubjectKind, SubjectRef, milliseconds, to_epoch
 from presence.keys import Bucket, Keys, decoded, leader_of, split_worker_entry
 from presence.lua import (
     CONNECT,
     COUNT_ONLINE,
     DISCONNECT,
     FINISH_OFFLINE,
+    SETTLE_WRITTEN,
     TAKE_QUIET_OFFLINE,
     WORKER_BEAT,
 )
 from presence.metrics import Metrics
 from presence.routes import RoomRoutes
+from presence.store.base import OnlineChange
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,7 @@ class ConnectionRegistry:
         self._disconnect = redis.register_script(DISCONNECT)
         self._finish = redis.register_script(FINISH_OFFLINE)
         self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
+        self._settle = redis.register_script(SETTLE_WRITTEN)
         self._count_online = redis.register_script(COUNT_ONLINE)
 
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
@@ -218,10 +221,51 @@ class ConnectionRegistry:
         member = closed.subject.member
         bucket = self._keys.bucket(member)
         went = await self._finish(
-            keys=[bucket.connections(member), bucket.pending_offline, bucket.online],
+            keys=[
+                bucket.connections(member),
+                bucket.pending_offline,
+                bucket.online,
+                bucket.last_seen,
+                bucket.unwritten,
+            ],
             args=[member, closed.closed_ms],
         )
         return bool(went)
+
+    async def settle_written(self, written: Sequence[OnlineChange]) -> None:
+        """The database has these changes: their offlines (``lastSeen`` up to the one written)
+        leave the journal that lets the maintenance leader write a dead worker's offlines."""
+        grouped: dict[Bucket, list[str | int]] = {}
+        for change in written:
+            if change.last_seen is None:
+                continue
+            member = change.subject.member
+            at = milliseconds(to_epoch(change.last_seen))
+            grouped.setdefault(self._keys.bucket(member), []).extend([member, at])
+        for bucket, args in grouped.items():
+            await self._settle(keys=[bucket.unwritten], args=args)
+
+    async def unwritten_offlines(
+        self, decided_before: float, limit: int = 500
+    ) -> list[ClosedSubject]:
+        """Offlines decided before ``decided_before`` that no worker wrote to the database
+        (the worker that decided them died first), oldest first."""
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in self._keys.every_bucket():
+            pipe.zrangebyscore(
+                bucket.unwritten,
+                "-inf",
+                milliseconds(decided_before),
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+        found = [
+            ClosedSubject(SubjectRef.from_member(decoded(m)), int(score))
+            for pairs in await pipe.execute()
+            for m, score in pairs
+        ]
+        return sorted(found, key=lambda c: c.closed_ms)[:limit]
 
     async def of_worker(self, worker_id: str) -> list[tuple[SubjectRef, str]]:
         """Every connection a worker registered, in every bucket: (subject, sid)."""
@@ -253,7 +297,12 @@ class ConnectionRegistry:
         taken: list[ClosedSubject] = []
         for bucket, in_bucket in self._by_bucket(members).items():
             flat = await self._take_quiet(
-                keys=[bucket.online, bucket.last_activity, bucket.pending_offline],
+                keys=[
+                    bucket.online,
+                    bucket.last_activity,
+                    bucket.pending_offline,
+                    bucket.last_seen,
+                ],
                 args=[milliseconds(cutoff), bucket.connections_prefix, *in_bucket],
             )
             taken += [
@@ -279,18 +328,25 @@ class ConnectionRegistry:
             pipe.smismember(bucket.online, members)
             pipe.zmscore(bucket.last_activity, members)
             pipe.zmscore(bucket.pending_offline, members)
+            pipe.zmscore(bucket.last_seen, members)
+            pipe.hmget(bucket.generations, members)
             for member in members:
                 pipe.hlen(bucket.connections(member))
         replies = iter(await pipe.execute())
         states: dict[str, policy.LiveState] = {}
         for members in grouped.values():
             marks, scores, pending = next(replies), next(replies), next(replies)
-            for member, mark, score, closed in zip(members, marks, scores, pending, strict=True):
+            seen, generations = next(replies), next(replies)
+            for member, mark, score, closed, went, generation in zip(
+                members, marks, scores, pending, seen, generations, strict=True
+            ):
                 states[member] = policy.LiveState(
                     marked_online=bool(mark),
                     last_activity=None if score is None else float(score) / 1000,
                     connections=int(next(replies)),
                     in_grace=closed is not None,
+                    last_seen=None if went is None else float(went) / 1000,
+                    generation=0 if generation is None else int(generation),
                 )
         return [states[s.member] for s in subjects]
 
@@ -324,3 +380,8 @@ class ConnectionRegistry:
         pipe.zscore(bucket.last_activity, subject.member)
         _, _, last_ms = await pipe.execute()
         return None if last_ms is None else float(last_ms) / 1000
+
+    async def raise_last_seen(self, subject: SubjectRef, at: float) -> None:
+        """``lastSeen`` as Redis knows it, raised to ``at`` (an admin's offline)."""
+        bucket = self._keys.bucket(subject.member)
+        await self._redis.zadd(bucket.last_seen, {subject.member: milliseconds(at)}, gt=True)

@@ -11,9 +11,11 @@ Policy (SPEC §3):
   a background job noticed.
 
 Where the data lives: Redis holds what changes often and must be shared at once (throttle
-windows, the precise last activity, the online marks); MongoDB holds what must survive
-(``lastActiveAt`` written at most once per window, the online flag, ``lastSeen``, the manual
-status). Reads combine both; when Redis is down they fall back to what MongoDB has.
+windows, the precise last activity, the online marks, ``lastSeen``); MongoDB holds what must
+survive (``lastActiveAt`` written at most once per window, the online flag and ``lastSeen``
+written behind the announcement, the manual status). Reads combine Redis with the worker's
+cache of the stored fields (:mod:`presence.profiles`), so a transition is announced without
+waiting on the database; when Redis is down they fall back to what MongoDB has.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.exceptions import RedisError
 
@@ -40,9 +43,11 @@ from presence.domain import (
     to_epoch,
 )
 from presence.metrics import Metrics
+from presence.profiles import Profiles
 from presence.registry import ClosedSubject, ConnectionRegistry
-from presence.store.base import PresenceStore, StoredPresence, StoreError
+from presence.store.base import OnlineChange, PresenceStore, StoredPresence, StoreError
 from presence.throttle import ActivityTracker
+from presence.write_behind import OnlineWrites
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,8 @@ class PresenceService:
     metrics: Metrics
     tracker: ActivityTracker
     connections: ConnectionRegistry
+    profiles: Profiles
+    writes: OnlineWrites
 
     def __post_init__(self) -> None:
         self._listeners: list[StatusListener] = []
@@ -97,10 +104,7 @@ class PresenceService:
         became = await self.connections.connect(subject, sid, self.clock.now())
         await self.activity(subject)
         if became:
-            try:
-                await self.store.set_online(subject, True)
-            except StoreError:
-                self.metrics.mongo_errors.labels(operation="set_online").inc()
+            self.writes.put(subject, True)
             await self._announce_online(subject)
 
     async def disconnect(self, subject: SubjectRef, sid: str) -> None:
@@ -180,9 +184,14 @@ class PresenceService:
         for subject, sid in connections:
             if not await self.connections.connect(subject, sid, now):
                 continue
-            stored = await self.store.get_presence([subject])
-            if subject in stored and not stored[subject].is_online:
-                await self.store.set_online(subject, True)
+            queued = self.writes.queued(subject)
+            if queued is None:
+                stored = await self.store.get_presence([subject])
+                was_online = subject not in stored or stored[subject].is_online
+            else:
+                was_online = queued.online
+            if not was_online:
+                self.writes.put(subject, True)
                 await self._announce_online(subject)
 
     async def forget_previous_life(self, worker_id: str) -> int:
@@ -219,13 +228,9 @@ class PresenceService:
         return went
 
     async def _went_offline(self, closed: ClosedSubject) -> None:
-        # lastSeen is the moment the last connection closed, not the moment we noticed.
-        try:
-            await self.store.set_online(
-                closed.subject, False, last_seen=from_epoch(closed.closed_at)
-            )
-        except StoreError:
-            self.metrics.mongo_errors.labels(operation="set_online").inc()
+        # lastSeen is the moment the last connection closed, not the moment we noticed; Redis
+        # has it already (the script that decided the offline raised it), the database soon.
+        self.writes.put(closed.subject, False, last_seen=from_epoch(closed.closed_at))
         await self.announce_offline(closed.subject)
 
     async def run_grace_finisher(self) -> None:
@@ -246,11 +251,11 @@ class PresenceService:
         everyone's public view, except the viewer's own record."""
         if not subjects:
             return []
-        stored = await self.store.get_presence(subjects)
-        known = [s for s in subjects if s in stored]
-        live = await self._live_states(known, stored)
+        stored, live = await self._read(subjects)
         now = self.clock.now()
-        return [self._combine(stored[s], live[s], now, own=s == viewer) for s in known]
+        return [
+            self._combine(stored[s], live[s], now, own=s == viewer) for s in subjects if s in stored
+        ]
 
     async def record(
         self, subject: SubjectRef, viewer: SubjectRef | None = None
@@ -265,6 +270,7 @@ class PresenceService:
         before = await self.record(subject)
         if before is None or not await self.store.set_manual_status(subject, status):
             return None
+        await self.profiles.changed([subject])
         change = await self._change(subject, before=before.status)
         if change is None:
             return None
@@ -279,12 +285,14 @@ class PresenceService:
         now = self.clock.now()
         if online:
             await self.connections.mark_online(subject, now)
-            await self.store.set_online(subject, True)
+            self.writes.put(subject, True)
         else:
             last = await self.connections.mark_offline(subject)
-            await self.store.set_online(
-                subject, False, last_seen=from_epoch(now if last is None else last)
-            )
+            went = now if last is None else last
+            await self.connections.raise_last_seen(subject, went)
+            self.writes.put(subject, False, last_seen=from_epoch(went))
+        # An operator's change is in the database when the call returns.
+        await self.writes.flush()
         # The next activity must reach Redis to be able to bring the subject back online.
         self.tracker.forget(subject)
         change = await self._change(subject, before=before.status)
@@ -297,15 +305,23 @@ class PresenceService:
         counts = await self.connections.count_online(self.clock.now())
         return OnlineCounts(counts[SubjectKind.USER], counts[SubjectKind.ANONYMOUS])
 
-    async def _live_states(
-        self, subjects: Sequence[SubjectRef], stored: dict[SubjectRef, StoredPresence]
-    ) -> dict[SubjectRef, policy.LiveState]:
+    async def _read(
+        self, subjects: Sequence[SubjectRef]
+    ) -> tuple[dict[SubjectRef, StoredPresence], dict[SubjectRef, policy.LiveState]]:
+        """The live state from Redis, and the stored fields of the subjects that exist from the
+        cache (checked against the generation read in the same round trip). When Redis is
+        down: the database alone."""
         try:
             states = await self.connections.live_states(subjects)
         except RedisError:
             self.metrics.redis_errors.labels(operation="read_presence").inc()
-            return {s: _stored_live_state(stored[s]) for s in subjects}
-        return dict(zip(subjects, states, strict=True))
+            stored = await self.store.get_presence(subjects)
+            return stored, {
+                s: _stored_live_state(p, self.writes.queued(s)) for s, p in stored.items()
+            }
+        live = dict(zip(subjects, states, strict=True))
+        stored = await self.profiles.stored(subjects, {s: live[s].generation for s in subjects})
+        return stored, live
 
     def _combine(
         self, stored: StoredPresence, live: policy.LiveState, now: float, *, own: bool
@@ -325,18 +341,20 @@ class PresenceService:
             is_online=status is not Status.OFFLINE,
             status=status,
             last_active_at=last_active_at,
-            last_seen=policy.last_seen(online, stored.last_seen, last_activity),
+            last_seen=policy.last_seen(
+                online, _later(stored.last_seen, live.last_seen), last_activity
+            ),
             manual_status=stored.manual_status if own else None,
         )
 
     async def _change(self, subject: SubjectRef, before: Status | None) -> StatusChange | None:
         """The subject's views now. ``before`` is its public status before the change; None
         means "it was online as its manual status says" (a grace period just ended)."""
-        # One read of the stores for both views: this runs on every transition.
-        stored = await self.store.get_presence([subject])
-        if subject not in stored:
+        # One read for both views: this runs on every transition (Redis, and the cache).
+        found, states = await self._read([subject])
+        if subject not in found:
             return None
-        live = (await self._live_states([subject], stored))[subject]
+        stored, live = found, states[subject]
         now = self.clock.now()
         own = self._combine(stored[subject], live, now, own=True)
         public = self._combine(stored[subject], live, now, own=False)
@@ -364,6 +382,18 @@ class PresenceService:
                 log.exception("status listener failed")
 
 
-def _stored_live_state(stored: StoredPresence) -> policy.LiveState:
+def _stored_live_state(stored: StoredPresence, queued: OnlineChange | None) -> policy.LiveState:
+    """Presence as the database has it (Redis is down), with this worker's writes still
+    queued for it on top."""
     last = None if stored.last_active_at is None else to_epoch(stored.last_active_at)
-    return policy.LiveState(marked_online=stored.is_online, last_activity=last)
+    online = stored.is_online if queued is None else queued.online
+    seen = None if queued is None or queued.last_seen is None else to_epoch(queued.last_seen)
+    return policy.LiveState(marked_online=online, last_activity=last, last_seen=seen)
+
+
+def _later(stored: datetime | None, redis_s: float | None) -> datetime | None:
+    """The later of a stored ``lastSeen`` and the one Redis has (epoch seconds)."""
+    if redis_s is None:
+        return stored
+    derived = from_epoch(redis_s)
+    return derived if stored is None or derived > stored else stored

@@ -48,6 +48,7 @@ from presence.domain import SubjectKind, SubjectRef, from_epoch
 from presence.metrics import Metrics
 from presence.store.base import PresenceStore, StoreError
 from presence.windows import ThrottleWindows
+from presence.write_behind import OnlineWrites
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class ActivityTracker:
     settings: Settings
     metrics: Metrics
     counters: ClusterCounters
+    online_writes: OnlineWrites
 
     def __post_init__(self) -> None:
         self._cache: dict[SubjectRef, _Window] = {}
@@ -166,38 +168,31 @@ class ActivityTracker:
             self._cache[subject] = _Window(
                 ends=mono + claim.left_s, last_used=mono, member=subject.member
             )
+        if claim.became_online:
+            # Behind the announcement and in order with the subject's other online changes.
+            self.online_writes.put(subject, True)
         if claim.won:
-            self._start_write(subject, now, token, mark_online=claim.became_online)
+            self._start_write(subject, now, token)
         else:
             self.counters.add(THROTTLED, now)
             counts.throttled += 1
-            if claim.became_online:
-                self._start_online_flag(subject)
         return ActivityOutcome(won_window=claim.won, became_online=claim.became_online)
 
-    def _start_write(
-        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
-    ) -> None:
+    def _start_write(self, subject: SubjectRef, at: float, token: str) -> None:
         if len(self._writes) >= MAX_PENDING_WRITES:
             log.warning("write queue full, dropping activity", extra={"subject": subject.member})
             self._spawn(self._fail(subject, at, token))
             return
-        self._spawn(self._write(subject, at, token, mark_online=mark_online))
-
-    def _start_online_flag(self, subject: SubjectRef) -> None:
-        if len(self._writes) < MAX_PENDING_WRITES:
-            self._spawn(self._write_online_flag(subject))
+        self._spawn(self._write(subject, at, token))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(
-        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
-    ) -> None:
+    async def _write(self, subject: SubjectRef, at: float, token: str) -> None:
         try:
-            await self.store.record_activity(subject, from_epoch(at), mark_online=mark_online)
+            await self.store.record_activity(subject, from_epoch(at), mark_online=False)
         except StoreError as exc:
             self.metrics.mongo_errors.labels(operation="record_activity").inc()
             log.warning("lastActiveAt write failed: %s", exc, extra={"subject": subject.member})
@@ -220,12 +215,6 @@ class ActivityTracker:
         except RedisError:
             # The window then simply expires; the next activity after it retries.
             self.metrics.redis_errors.labels(operation="release").inc()
-
-    async def _write_online_flag(self, subject: SubjectRef) -> None:
-        try:
-            await self.store.set_online(subject, True)
-        except StoreError:
-            self.metrics.mongo_errors.labels(operation="set_online").inc()
 
     def forget(self, subject: SubjectRef) -> None:
         """Drop the local window so the subject's next activity goes to Redis (after a forced

@@ -5,7 +5,9 @@
 2. Dead workers (liveness expired): their connections are closed as of their last beat; the
    grace period then takes offline every subject left with none (the grace finisher runs on
    every worker, so this holds even if the leader dies next).
-3. Throttle-window hygiene.
+3. Offlines a worker decided and died before writing (the write-behind journal,
+   :mod:`presence.write_behind`): written to the database with the ``lastSeen`` they had.
+4. Throttle-window hygiene.
 
 Every decision is a state-conditional Lua script, so two sweepers running at once reach the same
 state and announce each transition once. Every database write is fenced by the lease epoch,
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from presence import policy
 from presence.clock import Clock
 from presence.config import Settings
 from presence.domain import from_epoch
@@ -29,12 +32,15 @@ from presence.maintenance.lease import LeaderLease
 from presence.metrics import Metrics
 from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.service import PresenceService
-from presence.store.base import FencingStore, StoreError
+from presence.store.base import MaintenanceStore, OnlineChange, StoreError
 from presence.windows import ThrottleWindows
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
+# A live worker writes its offlines within a second, and keeps retrying while the database
+# fails; one journaled for longer than this belongs to a worker that died.
+UNWRITTEN_AFTER_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,7 @@ class SweepReport:
     quiet_offline: int = 0
     dead_workers: int = 0
     connections_closed: int = 0
+    unwritten_written: int = 0
 
 
 @dataclass(kw_only=True, eq=False)
@@ -51,7 +58,7 @@ class Sweeper:
     connections: ConnectionRegistry
     workers: WorkerRegistry
     presence: PresenceService
-    store: FencingStore
+    store: MaintenanceStore
     windows: ThrottleWindows
     clock: Clock
     settings: Settings
@@ -72,10 +79,32 @@ class Sweeper:
         started = time.perf_counter()
         quiet = await self._sweep_quiet()
         dead, closed = await self._sweep_dead_workers()
+        unwritten = await self._write_unwritten()
         await self.windows.forget_ended(self.clock.now())
         self.metrics.sweeps.inc()
         self.metrics.sweep_duration.observe(time.perf_counter() - started)
-        return SweepReport(True, quiet, dead, closed)
+        return SweepReport(True, quiet, dead, closed, unwritten)
+
+    async def _write_unwritten(self) -> int:
+        """Write the offlines whose worker died before its write-behind queue reached the
+        database, with the online flag the subject has now (it may be back)."""
+        lost = await self.connections.unwritten_offlines(self.clock.now() - UNWRITTEN_AFTER_S)
+        if not lost or not await self._may_write():
+            return 0
+        states = await self.connections.live_states([c.subject for c in lost])
+        now, threshold = self.clock.now(), self.settings.offline_threshold_s
+        changes = [
+            OnlineChange(
+                c.subject, policy.is_online(state, now, threshold), from_epoch(c.closed_at)
+            )
+            for c, state in zip(lost, states, strict=True)
+        ]
+        await self.store.set_online_many(changes)
+        await self.connections.settle_written(changes)
+        log.warning(
+            "wrote offlines a worker decided but did not write", extra={"count": len(changes)}
+        )
+        return len(changes)
 
     async def _sweep_quiet(self) -> int:
         cutoff = self.clock.now() - self.settings.offline_threshold_s

@@ -72,6 +72,15 @@ class StoredPresence:
     last_seen: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class OnlineChange:
+    """One subject's online flag to store, with the ``lastSeen`` it raises to (if any)."""
+
+    subject: SubjectRef
+    online: bool
+    last_seen: datetime | None = None
+
+
 # The store is one protocol per aggregate, so each service names exactly what it uses (a
 # tracker needs presence writes, a sweeper fencing); :class:`Store` is all of them, which every
 # implementation (memory, MongoDB) provides and the contract suite checks.
@@ -151,6 +160,10 @@ class PresenceStore(Protocol):
     ) -> bool:
         """Store the online flag; ``last_seen`` is raised, never lowered."""
 
+    async def set_online_many(self, changes: Sequence[OnlineChange]) -> int:
+        """:meth:`set_online` for many subjects (at most one change each), in one round trip
+        per collection and batch; returns how many subjects exist."""
+
     async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool: ...
 
     async def get_presence(
@@ -172,6 +185,11 @@ class FencingStore(Protocol):
         """Maintenance writes, one batch: each subject offline, ``lastSeen`` raised to its
         time. A subject already written under a newer epoch, or gone, is refused. Returns how
         many were written."""
+
+
+class MaintenanceStore(FencingStore, PresenceStore, Protocol):
+    """What the maintenance leader writes: fenced sweeps, and the offlines a dead worker
+    decided but did not write."""
 
 
 class Store(

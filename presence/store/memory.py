@@ -12,6 +12,7 @@ from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
 from presence.store.base import (
     ConversationRecord,
     DuplicateError,
+    OnlineChange,
     ParticipantRecord,
     ShareLinkRecord,
     StoredPresence,
@@ -170,6 +171,14 @@ class MemoryStore:
         fields.is_online = online
         fields.last_seen = _later(fields.last_seen, last_seen)
         return True
+
+    async def set_online_many(self, changes: Sequence[OnlineChange]) -> int:
+        written = 0
+        for change in changes:
+            written += await self.set_online(
+                change.subject, change.online, last_seen=change.last_seen
+            )
+        return written
 
     async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
         fields = self._presence.get(subject)

@@ -22,6 +22,7 @@ from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
 from presence.store.base import (
     ConversationRecord,
     DuplicateError,
+    OnlineChange,
     ParticipantRecord,
     ShareLinkRecord,
     StoredPresence,
@@ -289,6 +290,17 @@ class MongoStore:
             update["$max"] = {"lastSeen": last_seen}
         return await self._update(self._collection(subject), {"_id": subject.id}, update)
 
+    async def set_online_many(self, changes: Sequence[OnlineChange]) -> int:
+        by_collection: dict[SubjectKind, list[UpdateOne]] = {}
+        for change in changes:
+            update: dict[str, Any] = {"$set": {"isOnline": change.online}}
+            if change.last_seen is not None:
+                update["$max"] = {"lastSeen": change.last_seen}
+            by_collection.setdefault(change.subject.kind, []).append(
+                UpdateOne({"_id": change.subject.id}, update)
+            )
+        return await self._bulk(by_collection)
+
     async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
         return await self._update(
             self._collection(subject), {"_id": subject.id}, {"$set": {"manualStatus": status.value}}
@@ -364,6 +376,11 @@ class MongoStore:
                     },
                 )
             )
+        return await self._bulk(by_collection)
+
+    async def _bulk(self, by_collection: dict[SubjectKind, list[UpdateOne]]) -> int:
+        """Unordered bulk writes of at most ``max_batch`` operations each (a MongoDB-compatible
+        server may hold a bulk larger than its connection pool); returns how many matched."""
         written = 0
         for kind, operations in by_collection.items():
             coll = self._participants if kind is SubjectKind.ANONYMOUS else self._users

@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, from_epoch
-from presence.store.base import DuplicateError, Store
+from presence.store.base import DuplicateError, OnlineChange, Store
 from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 
@@ -141,6 +141,34 @@ async def test_online_flag_last_seen_and_manual_status(store: Store) -> None:
         ManualStatus.DND,
     )
     assert found.name == "ann"
+
+
+async def test_online_flags_of_many_subjects_in_one_call(store: Store) -> None:
+    a, b = await _user(store, "ann"), await _user(store, "bob")
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
+    )
+    guest = await store.create_participant(
+        conversation_id=conv.id, link_id=link.id, nickname="g", token_hash="h", now=T0
+    )
+    g = SubjectRef(SubjectKind.ANONYMOUS, guest.id)
+    seen = T0 + timedelta(seconds=5)
+    assert await store.set_online(a, False, last_seen=seen)
+    written = await store.set_online_many(
+        [
+            OnlineChange(a, True, last_seen=T0),  # lastSeen never lowered
+            OnlineChange(b, False, last_seen=seen),
+            OnlineChange(g, True),
+            OnlineChange(SubjectRef(SubjectKind.USER, "missing"), True),
+        ]
+    )
+    assert written == 3
+    found = await store.get_presence([a, b, g])
+    assert (found[a].is_online, found[a].last_seen) == (True, seen)
+    assert (found[b].is_online, found[b].last_seen) == (False, seen)
+    assert (found[g].is_online, found[g].last_seen) == (True, None)
+    assert await store.set_online_many([]) == 0
 
 
 async def test_presence_of_users_and_guests_unknown_left_out(store: Store) -> None:

@@ -16,6 +16,7 @@ from presence.metrics import Metrics
 from presence.store.memory import MemoryStore
 from presence.throttle import ActivityTracker
 from presence.windows import ThrottleWindows
+from presence.write_behind import OnlineWrites
 
 
 async def test_more_concurrent_first_requests_than_pooled_connections_all_succeed(
@@ -25,13 +26,15 @@ async def test_more_concurrent_first_requests_than_pooled_connections_all_succee
     metrics = Metrics("w0")
     keys = Keys(settings.redis_prefix)
     counters = ClusterCounters(redis, keys, metrics)
+    store = MemoryStore()
     tracker = ActivityTracker(
         windows=ThrottleWindows.from_settings(redis, keys, settings),
-        store=MemoryStore(),
+        store=store,
         clock=SystemClock(),
         settings=dataclasses.replace(settings, worker_id="w0"),
         metrics=metrics,
         counters=counters,
+        online_writes=OnlineWrites(store, metrics, 0.25),
     )
     subjects = [SubjectRef(SubjectKind.USER, f"u{i}") for i in range(POOL_SIZE * 3)]
     try:

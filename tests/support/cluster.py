@@ -107,9 +107,11 @@ class Cluster:
         return await accounts.token_for(email)
 
     async def settle(self) -> None:
-        """Wait for background writes and push every worker's counters to Redis."""
+        """Wait for background writes (activity, and the online flags behind announcements)
+        and push every worker's counters to Redis."""
         for w in self.workers:
             await w.c.tracker.drain()
+            await w.c.presence.writes.flush()
 
     async def close(self) -> None:
         for w in self.workers:

@@ -23,6 +23,7 @@ from presence.store.base import StoreError
 from presence.store.memory import MemoryStore
 from presence.throttle import ActivityTracker
 from presence.windows import ThrottleWindows
+from presence.write_behind import OnlineWrites
 from tests.support.fakes import FakeClock, TimeTravel
 
 
@@ -79,6 +80,7 @@ async def make_rig(clock: Clock, time: TimeTravel | None = None, **overrides: An
         settings=settings,
         metrics=metrics,
         counters=counters,
+        online_writes=OnlineWrites(store, metrics, 0.25),
     )
     subject = SubjectRef(SubjectKind.USER, user.id)
     return Rig(tracker, store, counters, metrics, subject, redis, time)

@@ -1,0 +1,161 @@
+"""What an announcement or a presence read needs of a subject besides its live state: its name,
+manual status and conversations, cached per worker so a transition waits on no database read.
+
+Coherence comes from Redis, not from messages that might arrive late: every change of cached
+data (a manual status, a new conversation) raises the subject's **generation** in Redis
+(``<bucket>gen``), and a reader checks its copy against the generation it reads in the same
+round trip as the live state (:meth:`presence.registry.ConnectionRegistry.live_states`). A copy
+of another generation, older than ``PRESENCE_PROFILE_CACHE_TTL_S`` (a backstop for a change
+made behind the service's back) or evicted (at most ``PRESENCE_PROFILE_CACHE_SIZE`` subjects,
+least recently used first) is read again: at most one database read per cold subject.
+
+The stored ``lastActiveAt``, ``lastSeen`` and online flag in a copy are only fallbacks: readers
+take them from Redis, which is where they change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from presence.clock import Clock
+from presence.domain import SubjectRef
+from presence.keys import Bucket, Keys
+from presence.metrics import Metrics
+from presence.store.base import ConversationRecord, Store, StoredPresence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Copy:
+    generation: int
+    loaded_at: float  # monotonic
+    stored: StoredPresence | None = None
+    conversations: tuple[ConversationRecord, ...] | None = None
+
+
+class Profiles:
+    def __init__(
+        self,
+        store: Store,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        capacity: int,
+        ttl_s: float,
+    ) -> None:
+        self._store = store
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._metrics = metrics
+        self._capacity = capacity
+        self._ttl_s = ttl_s
+        self._copies: OrderedDict[SubjectRef, _Copy] = OrderedDict()
+
+    def _copy(self, subject: SubjectRef, generation: int) -> _Copy | None:
+        """The copy of ``subject`` if it is of ``generation`` and fresh, else None."""
+        copy = self._copies.get(subject)
+        if copy is None:
+            return None
+        if copy.generation != generation or (
+            self._clock.monotonic() - copy.loaded_at > self._ttl_s
+        ):
+            del self._copies[subject]
+            return None
+        self._copies.move_to_end(subject)
+        return copy
+
+    def _keep(self, subject: SubjectRef, generation: int) -> _Copy:
+        copy = self._copies.get(subject)
+        if copy is None or copy.generation != generation:
+            copy = _Copy(generation, self._clock.monotonic())
+            self._copies[subject] = copy
+        self._copies.move_to_end(subject)
+        while len(self._copies) > self._capacity:
+            self._copies.popitem(last=False)
+        self._metrics.profile_cache_size.set(len(self._copies))
+        return copy
+
+    async def stored(
+        self, subjects: Sequence[SubjectRef], generations: Mapping[SubjectRef, int]
+    ) -> dict[SubjectRef, StoredPresence]:
+        """What the database has of the subjects that exist, from the cache where it holds
+        their current generation; the others in one read."""
+        found: dict[SubjectRef, StoredPresence] = {}
+        cold: list[SubjectRef] = []
+        for subject in subjects:
+            copy = self._copy(subject, generations[subject])
+            if copy is not None and copy.stored is not None:
+                found[subject] = copy.stored
+            else:
+                cold.append(subject)
+        self._metrics.profile_cache.labels(result="hit").inc(len(found))
+        if cold:
+            self._metrics.profile_cache.labels(result="miss").inc(len(cold))
+            read = await self._store.get_presence(cold)
+            for subject, stored in read.items():
+                if self._capacity:
+                    self._keep(subject, generations[subject]).stored = stored
+                found[subject] = stored
+        return found
+
+    async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
+        """A user's conversations, or the one a guest belongs to (one Redis read for the
+        generation; the database only when the copy is cold)."""
+        generation = await self._generation(subject)
+        copy = self._copy(subject, generation)
+        if copy is not None and copy.conversations is not None:
+            self._metrics.profile_cache.labels(result="hit").inc()
+            return list(copy.conversations)
+        self._metrics.profile_cache.labels(result="miss").inc()
+        conversations = await self._read_conversations(subject)
+        if self._capacity:
+            self._keep(subject, generation).conversations = tuple(conversations)
+        return conversations
+
+    async def _read_conversations(self, subject: SubjectRef) -> list[ConversationRecord]:
+        if not subject.is_anonymous:
+            return await self._store.list_conversations(subject.id)
+        participant = await self._store.get_participant(subject.id)
+        if participant is None:
+            return []
+        conversation = await self._store.get_conversation(participant.conversation_id)
+        return [] if conversation is None else [conversation]
+
+    async def _generation(self, subject: SubjectRef) -> int:
+        bucket = self._keys.bucket(subject.member)
+        raw = await self._redis.hget(bucket.generations, subject.member)
+        return 0 if raw is None else int(raw)
+
+    async def changed(self, subjects: Sequence[SubjectRef]) -> None:
+        """What is cached of these subjects changed (in the database, just now): every worker's
+        copy is out of date from this moment on."""
+        for subject in subjects:
+            self._copies.pop(subject, None)
+        grouped: dict[Bucket, list[str]] = {}
+        for subject in subjects:
+            grouped.setdefault(self._keys.bucket(subject.member), []).append(subject.member)
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket, members in grouped.items():
+            for member in members:
+                pipe.hincrby(bucket.generations, member, 1)
+        try:
+            await pipe.execute()
+        except RedisError:
+            # The change is stored; other workers' copies catch up within the cache's TTL.
+            self._metrics.redis_errors.labels(operation="profile_generation").inc()
+            log.warning("could not raise the generation of changed profiles")
+
+    def clear(self) -> None:
+        """Redis forgot the generations (a restart, a flush): no copy can be trusted."""
+        self._copies.clear()
+        self._metrics.profile_cache_size.set(0)

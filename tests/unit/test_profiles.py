@@ -1,0 +1,153 @@
+"""The per-worker cache of what announcements read of a subject: a copy is used only while
+Redis holds its generation, within its TTL and its capacity; a change on one worker makes every
+other worker's copy cold at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import fakeredis
+
+from presence.conversations import Conversations
+from presence.domain import ManualStatus, Principal, Role, SubjectKind, SubjectRef, from_epoch
+from presence.keys import Keys
+from presence.metrics import Metrics
+from presence.profiles import Profiles
+from presence.store.base import ConversationRecord, StoredPresence
+from presence.store.memory import MemoryStore
+from tests.support.fakes import FakeClock
+
+T0 = from_epoch(1_800_000_000.0)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.presence_reads = 0
+        self.conversation_reads = 0
+
+    async def get_presence(
+        self, subjects: Sequence[SubjectRef]
+    ) -> dict[SubjectRef, StoredPresence]:
+        self.presence_reads += 1
+        return await super().get_presence(subjects)
+
+    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
+        self.conversation_reads += 1
+        return await super().list_conversations(user_id)
+
+
+class Worker:
+    """One worker's cache over the shared Redis and database."""
+
+    def __init__(
+        self,
+        store: CountingStore,
+        redis: fakeredis.FakeAsyncRedis,
+        clock: FakeClock,
+        capacity: int = 100,
+    ) -> None:
+        self.metrics = Metrics("w")
+        self.keys = Keys("t:", 4)
+        self.profiles = Profiles(
+            store, redis, self.keys, clock, self.metrics, capacity=capacity, ttl_s=60
+        )
+
+    async def stored(self, *subjects: SubjectRef) -> dict[SubjectRef, StoredPresence]:
+        generations = {}
+        for s in subjects:
+            raw = await self.profiles._redis.hget(self.keys.bucket(s.member).generations, s.member)
+            generations[s] = 0 if raw is None else int(raw)
+        return await self.profiles.stored(list(subjects), generations)
+
+
+async def _user(store: MemoryStore, name: str) -> SubjectRef:
+    user = await store.create_user(
+        username=name, email=f"{name}@example.test", password_hash="x", role=Role.USER, now=T0
+    )
+    return SubjectRef(SubjectKind.USER, user.id)
+
+
+async def test_a_warm_copy_costs_no_database_read() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a, b = await _user(store, "ann"), await _user(store, "bob")
+    w = Worker(store, redis, clock)
+    first = await w.stored(a, b)
+    assert store.presence_reads == 1  # both cold subjects in one read
+    assert await w.stored(a, b) == first
+    assert await w.stored(a) == {a: first[a]}
+    assert store.presence_reads == 1
+    assert w.metrics.profile_cache.labels(result="hit")._value.get() == 3
+    missing = SubjectRef(SubjectKind.USER, "missing")
+    assert await w.stored(missing) == {}
+
+
+async def test_a_change_on_one_worker_makes_every_copy_cold() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    one, two = Worker(store, redis, clock), Worker(store, redis, clock)
+    assert (await two.stored(a))[a].manual_status is ManualStatus.ONLINE
+    await store.set_manual_status(a, ManualStatus.DND)
+    await one.profiles.changed([a])
+    assert (await two.stored(a))[a].manual_status is ManualStatus.DND
+    assert store.presence_reads == 2
+
+
+async def test_copies_expire_after_their_ttl_and_the_oldest_used_goes_first() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a, b, c = [await _user(store, n) for n in ("ann", "bob", "cy")]
+    w = Worker(store, redis, clock, capacity=2)
+    await w.stored(a)
+    await w.stored(b)
+    await w.stored(a)  # a used last: b is the one to go
+    await w.stored(c)
+    reads = store.presence_reads
+    await w.stored(a)
+    assert store.presence_reads == reads
+    await w.stored(b)
+    assert store.presence_reads == reads + 1
+    clock.advance(61)
+    await w.stored(b)
+    assert store.presence_reads == reads + 2
+    w.profiles.clear()
+    await w.stored(b)
+    assert store.presence_reads == reads + 3
+
+
+async def test_a_capacity_of_zero_caches_nothing() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    w = Worker(store, redis, clock, capacity=0)
+    await w.stored(a)
+    await w.stored(a)
+    assert store.presence_reads == 2
+
+
+async def test_a_new_conversation_reaches_every_workers_copy_of_its_members() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a, b = await _user(store, "ann"), await _user(store, "bob")
+    one, two = Worker(store, redis, clock), Worker(store, redis, clock)
+    assert await two.profiles.conversations_of(b) == []
+    assert await two.profiles.conversations_of(b) == []
+    assert store.conversation_reads == 1
+    conversations = Conversations(store, clock, one.profiles)
+    created = await conversations.create(Principal(subject=a, name="ann"), "t", [b.id])
+    assert [c.id for c in await two.profiles.conversations_of(b)] == [created.id]
+    assert [c.id for c in await two.profiles.conversations_of(a)] == [created.id]
+    assert store.conversation_reads == 3
+
+
+async def test_a_guests_conversation_is_the_one_it_joined() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
+    )
+    guest = await store.create_participant(
+        conversation_id=conv.id, link_id=link.id, nickname="g", token_hash="h", now=T0
+    )
+    w = Worker(store, redis, clock)
+    g = SubjectRef(SubjectKind.ANONYMOUS, guest.id)
+    assert [c.id for c in await w.profiles.conversations_of(g)] == [conv.id]
+    assert await w.profiles.conversations_of(SubjectRef(SubjectKind.ANONYMOUS, "gone")) == []
