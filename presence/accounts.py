@@ -18,6 +18,7 @@ from presence.domain import (
     from_epoch,
     to_epoch,
 )
+from presence.profiles import Profiles
 from presence.store.base import DuplicateError, ParticipantRecord, Store, UserRecord
 
 
@@ -40,11 +41,21 @@ class Population:
 
 
 class Accounts:
-    def __init__(self, store: Store, passwords: Passwords, codec: JwtCodec, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        passwords: Passwords,
+        codec: JwtCodec,
+        clock: Clock,
+        profiles: Profiles | None = None,
+    ) -> None:
         self._store = store
         self._passwords = passwords
         self._codec = codec
         self._clock = clock
+        # Who is in a conversation, as workers cache it (None: the operator's tools, which
+        # never add guests).
+        self._profiles = profiles
 
     async def create_user(
         self, *, username: str, email: str, password: str, role: Role = Role.USER
@@ -95,6 +106,8 @@ class Accounts:
             token_hash=session_token_hash(token),
             now=from_epoch(self._clock.now()),
         )
+        if self._profiles is not None:
+            await self._profiles.guests_changed(link.conversation_id)
         return GuestSession(token, participant)
 
     async def profile(self, principal: Principal) -> UserRecord | ParticipantRecord:

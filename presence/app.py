@@ -155,7 +155,7 @@ def create_app(
             per_address=settings.auth_failures_per_address,
             per_account=settings.auth_failures_per_account,
         ),
-        accounts=Accounts(store, passwords or Passwords(), codec, clock),
+        accounts=Accounts(store, passwords or Passwords(), codec, clock, profiles),
         conversations=Conversations(store, clock, profiles),
         presence=PresenceService(
             store=store,

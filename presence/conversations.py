@@ -65,12 +65,8 @@ class Conversations:
 
     async def members(self, conversation: ConversationRecord) -> list[SubjectRef]:
         """Registered members, then the conversation's active anonymous participants."""
-        users = [SubjectRef(SubjectKind.USER, uid) for uid in conversation.member_ids]
-        guests = [
-            SubjectRef(SubjectKind.ANONYMOUS, p.id)
-            for p in await self._store.list_participants(conversation.id)
-        ]
-        return users + guests
+        guests = (await self._profiles.guests_of([conversation.id]))[conversation.id]
+        return _members(conversation, guests)
 
     async def create_share_link(
         self, creator: Principal, conversation_id: str, expires_in_s: float | None
@@ -99,9 +95,15 @@ class Conversations:
         else:
             conversations = await self._profiles.conversations_of(viewer.subject)
         shared = {viewer.subject}
+        guests = await self._profiles.guests_of([c.id for c in conversations])
         for conversation in conversations:
-            shared.update(await self.members(conversation))
+            shared.update(_members(conversation, guests[conversation.id]))
         return shared
+
+
+def _members(conversation: ConversationRecord, guest_ids: Sequence[str]) -> list[SubjectRef]:
+    users = [SubjectRef(SubjectKind.USER, uid) for uid in conversation.member_ids]
+    return users + [SubjectRef(SubjectKind.ANONYMOUS, gid) for gid in guest_ids]
 
 
 def _require_user(principal: Principal) -> None:

@@ -1,5 +1,6 @@
 """What an announcement or a presence read needs of a subject besides its live state: its name,
-manual status and conversations, cached per worker so a transition waits on no database read.
+manual status and conversations (and a conversation's guests), cached per worker so a
+transition or a new connection's snapshot waits on no database read.
 
 Coherence comes from Redis, not from messages that might arrive late: every change of cached
 data (a manual status, a new conversation) raises the subject's **generation** in Redis
@@ -32,6 +33,18 @@ from presence.store.base import ConversationRecord, Store, StoredPresence
 log = logging.getLogger(__name__)
 
 
+def conversation_member(conversation_id: str) -> str:
+    """The name a conversation's generation goes by (its guests change with it)."""
+    return f"conversation:{conversation_id}"
+
+
+@dataclass(slots=True)
+class _Guests:
+    generation: int
+    loaded_at: float  # monotonic
+    ids: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class _Copy:
     generation: int
@@ -60,6 +73,7 @@ class Profiles:
         self._capacity = capacity
         self._ttl_s = ttl_s
         self._copies: OrderedDict[SubjectRef, _Copy] = OrderedDict()
+        self._guests: OrderedDict[str, _Guests] = OrderedDict()
 
     def _copy(self, subject: SubjectRef, generation: int) -> _Copy | None:
         """The copy of ``subject`` if it is of ``generation`` and fresh, else None."""
@@ -112,13 +126,13 @@ class Profiles:
         """A user's conversations, or the one a guest belongs to (one Redis read for the
         generation; the database only when the copy is cold)."""
         generation = await self._generation(subject)
-        copy = self._copy(subject, generation)
+        copy = None if generation is None else self._copy(subject, generation)
         if copy is not None and copy.conversations is not None:
             self._metrics.profile_cache.labels(result="hit").inc()
             return list(copy.conversations)
         self._metrics.profile_cache.labels(result="miss").inc()
         conversations = await self._read_conversations(subject)
-        if self._capacity:
+        if self._capacity and generation is not None:
             self._keep(subject, generation).conversations = tuple(conversations)
         return conversations
 
@@ -131,19 +145,65 @@ class Profiles:
         conversation = await self._store.get_conversation(participant.conversation_id)
         return [] if conversation is None else [conversation]
 
-    async def _generation(self, subject: SubjectRef) -> int:
-        bucket = self._keys.bucket(subject.member)
-        raw = await self._redis.hget(bucket.generations, subject.member)
-        return 0 if raw is None else int(raw)
+    async def guests_of(self, conversation_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The ids of each conversation's active guests (one Redis round trip for the
+        generations; the database only for the conversations whose copy is cold)."""
+        ids = list(dict.fromkeys(conversation_ids))
+        generations = await self._generations([conversation_member(c) for c in ids])
+        found: dict[str, tuple[str, ...]] = {}
+        now = self._clock.monotonic()
+        for conversation_id, generation in zip(ids, generations, strict=True):
+            copy = self._guests.get(conversation_id)
+            if (
+                copy is not None
+                and generation is not None
+                and copy.generation == generation
+                and (now - copy.loaded_at <= self._ttl_s)
+            ):
+                self._guests.move_to_end(conversation_id)
+                found[conversation_id] = copy.ids
+                continue
+            guests = tuple(p.id for p in await self._store.list_participants(conversation_id))
+            found[conversation_id] = guests
+            if self._capacity and generation is not None:
+                self._guests[conversation_id] = _Guests(generation, now, guests)
+                self._guests.move_to_end(conversation_id)
+                while len(self._guests) > self._capacity:
+                    self._guests.popitem(last=False)
+        return found
+
+    async def _generation(self, subject: SubjectRef) -> int | None:
+        return (await self._generations([subject.member]))[0]
+
+    async def _generations(self, members: Sequence[str]) -> list[int | None]:
+        """Each member's generation; None for all of them while Redis does not answer (then
+        nothing is cached or trusted: the database answers, as it does for every read)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(self._keys.bucket(member).generations, member)
+        try:
+            replies = await pipe.execute()
+        except RedisError:
+            self._metrics.redis_errors.labels(operation="profile_generation").inc()
+            return [None] * len(members)
+        return [0 if raw is None else int(raw) for raw in replies]
+
+    async def guests_changed(self, conversation_id: str) -> None:
+        """A guest joined or left the conversation."""
+        self._guests.pop(conversation_id, None)
+        await self._raise([conversation_member(conversation_id)])
 
     async def changed(self, subjects: Sequence[SubjectRef]) -> None:
         """What is cached of these subjects changed (in the database, just now): every worker's
         copy is out of date from this moment on."""
         for subject in subjects:
             self._copies.pop(subject, None)
+        await self._raise([s.member for s in subjects])
+
+    async def _raise(self, members: Sequence[str]) -> None:
         grouped: dict[Bucket, list[str]] = {}
-        for subject in subjects:
-            grouped.setdefault(self._keys.bucket(subject.member), []).append(subject.member)
+        for member in members:
+            grouped.setdefault(self._keys.bucket(member), []).append(member)
         pipe = self._redis.pipeline(transaction=False)
         for bucket, members in grouped.items():
             for member in members:
@@ -158,4 +218,5 @@ class Profiles:
     def clear(self) -> None:
         """Redis forgot the generations (a restart, a flush): no copy can be trusted."""
         self._copies.clear()
+        self._guests.clear()
         self._metrics.profile_cache_size.set(0)

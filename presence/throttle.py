@@ -168,31 +168,38 @@ class ActivityTracker:
             self._cache[subject] = _Window(
                 ends=mono + claim.left_s, last_used=mono, member=subject.member
             )
-        if claim.became_online:
-            # Behind the announcement and in order with the subject's other online changes.
-            self.online_writes.put(subject, True)
         if claim.won:
-            self._start_write(subject, now, token)
+            # The online flag rides on the window's one write (SPEC §9: one write per window),
+            # unless an older change of the subject is still queued behind an announcement:
+            # then it goes after that one, in order.
+            mark = claim.became_online and not self.online_writes.amend(subject, True)
+            self._start_write(subject, now, token, mark_online=mark)
         else:
             self.counters.add(THROTTLED, now)
             counts.throttled += 1
+            if claim.became_online:
+                self.online_writes.put(subject, True)
         return ActivityOutcome(won_window=claim.won, became_online=claim.became_online)
 
-    def _start_write(self, subject: SubjectRef, at: float, token: str) -> None:
+    def _start_write(
+        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
+    ) -> None:
         if len(self._writes) >= MAX_PENDING_WRITES:
             log.warning("write queue full, dropping activity", extra={"subject": subject.member})
             self._spawn(self._fail(subject, at, token))
             return
-        self._spawn(self._write(subject, at, token))
+        self._spawn(self._write(subject, at, token, mark_online=mark_online))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, subject: SubjectRef, at: float, token: str) -> None:
+    async def _write(
+        self, subject: SubjectRef, at: float, token: str, *, mark_online: bool
+    ) -> None:
         try:
-            await self.store.record_activity(subject, from_epoch(at), mark_online=False)
+            await self.store.record_activity(subject, from_epoch(at), mark_online=mark_online)
         except StoreError as exc:
             self.metrics.mongo_errors.labels(operation="record_activity").inc()
             log.warning("lastActiveAt write failed: %s", exc, extra={"subject": subject.member})

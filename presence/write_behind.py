@@ -74,6 +74,14 @@ class OnlineWrites:
         self._queued[subject] = change if older is None else merged(older, change)
         self._metrics.write_behind_queued.set(len(self._queued))
 
+    def amend(self, subject: SubjectRef, online: bool) -> bool:
+        """If a change of the subject is still on its way, queue this flag after it and return
+        True; else return False and leave the write to the caller (who has one to make anyway)."""
+        if subject not in self._queued and subject not in self._in_flight:
+            return False
+        self.put(subject, online)
+        return True
+
     def queued(self, subject: SubjectRef) -> OnlineChange | None:
         """The change still on its way to the database, if any (it overrides what is stored):
         queued, or in the bulk being written."""

@@ -8,12 +8,15 @@ from collections.abc import Sequence
 
 import fakeredis
 
+from presence.accounts import Accounts
+from presence.auth.passwords import Passwords
+from presence.auth.tokens import JwtCodec
 from presence.conversations import Conversations
 from presence.domain import ManualStatus, Principal, Role, SubjectKind, SubjectRef, from_epoch
 from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.profiles import Profiles
-from presence.store.base import ConversationRecord, StoredPresence
+from presence.store.base import ConversationRecord, ParticipantRecord, StoredPresence
 from presence.store.memory import MemoryStore
 from tests.support.fakes import FakeClock
 
@@ -25,12 +28,17 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.presence_reads = 0
         self.conversation_reads = 0
+        self.participant_reads = 0
 
     async def get_presence(
         self, subjects: Sequence[SubjectRef]
     ) -> dict[SubjectRef, StoredPresence]:
         self.presence_reads += 1
         return await super().get_presence(subjects)
+
+    async def list_participants(self, conversation_id: str) -> list[ParticipantRecord]:
+        self.participant_reads += 1
+        return await super().list_participants(conversation_id)
 
     async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
         self.conversation_reads += 1
@@ -151,3 +159,49 @@ async def test_a_guests_conversation_is_the_one_it_joined() -> None:
     g = SubjectRef(SubjectKind.ANONYMOUS, guest.id)
     assert [c.id for c in await w.profiles.conversations_of(g)] == [conv.id]
     assert await w.profiles.conversations_of(SubjectRef(SubjectKind.ANONYMOUS, "gone")) == []
+
+
+async def test_a_guest_joining_reaches_every_workers_copy_of_the_conversation() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    one, two = Worker(store, redis, clock), Worker(store, redis, clock)
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    other = await store.create_conversation(title="u", member_ids=[a.id], created_by=a.id, now=T0)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
+    )
+    assert await two.profiles.guests_of([conv.id, other.id, conv.id]) == {
+        conv.id: (),
+        other.id: (),
+    }
+    assert await two.profiles.guests_of([conv.id, other.id]) == {conv.id: (), other.id: ()}
+    assert store.participant_reads == 2  # warm: no read
+    accounts = Accounts(store, Passwords(), JwtCodec("s" * 32, 60, clock), clock, one.profiles)
+    joined = await accounts.join(link_id=link.id, nickname="guest")
+    found = await two.profiles.guests_of([conv.id, other.id])
+    assert found == {conv.id: (joined.participant.id,), other.id: ()}
+    assert store.participant_reads == 3  # only the conversation the guest joined
+    shared = await Conversations(store, clock, two.profiles).shared_with(
+        Principal(subject=a, name="ann")
+    )
+    assert SubjectRef(SubjectKind.ANONYMOUS, joined.participant.id) in shared
+    assert store.participant_reads == 3
+
+
+async def test_while_redis_is_down_the_database_answers_and_nothing_is_cached() -> None:
+    server = fakeredis.FakeServer()
+    store, clock = CountingStore(), FakeClock()
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    a = await _user(store, "ann")
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    w = Worker(store, redis, clock)
+    server.connected = False
+    for _ in range(2):
+        assert [c.id for c in await w.profiles.conversations_of(a)] == [conv.id]
+        assert await w.profiles.guests_of([conv.id]) == {conv.id: ()}
+    assert (store.conversation_reads, store.participant_reads) == (2, 2)
+    assert w.metrics.redis_errors.labels(operation="profile_generation")._value.get() == 4
+    server.connected = True
+    await w.profiles.conversations_of(a)
+    await w.profiles.conversations_of(a)
+    assert store.conversation_reads == 3

@@ -195,3 +195,21 @@ async def test_written_changes_are_settled_and_a_failed_settle_only_counts() -> 
     assert await writes.flush() == 1
     assert metrics.redis_errors.labels(operation="write_behind_settle")._value.get() == 1
     assert len(writes) == 0
+
+
+async def test_a_flag_amends_only_a_change_still_on_its_way() -> None:
+    store, metrics = RecordingStore(), Metrics("w")
+    a, b = await _users(store, 2)
+    writes = OnlineWrites(store, metrics, 0.25)
+    assert not writes.amend(a, True)  # nothing queued: the caller writes it with its own write
+    assert len(writes) == 0
+    writes.put(b, False, last_seen=T0)
+    assert writes.amend(b, True)
+    assert writes.queued(b) == OnlineChange(b, True, T0)
+    store.release = asyncio.Event()
+    flushing = asyncio.create_task(writes.flush())
+    await asyncio.sleep(0.01)
+    assert writes.amend(b, False)  # in flight: queued after it
+    store.release.set()
+    await flushing
+    assert writes.queued(b) == OnlineChange(b, False)
