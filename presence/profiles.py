@@ -16,6 +16,7 @@ take them from Redis, which is where they change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from presence.clock import Clock
 from presence.domain import SubjectRef
 from presence.keys import Bucket, Keys
 from presence.metrics import Metrics
-from presence.store.base import ConversationRecord, Store, StoredPresence
+from presence.store.base import ConversationRecord, Store, StoredPresence, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Profiles:
         self._ttl_s = ttl_s
         self._copies: OrderedDict[SubjectRef, _Copy] = OrderedDict()
         self._guests: OrderedDict[str, _Guests] = OrderedDict()
+        # Reads of cold copies in progress, by (subject, generation): joined, not repeated.
+        self._reading: dict[tuple[SubjectRef, int], asyncio.Future[StoredPresence | None]] = {}
 
     def _copy(self, subject: SubjectRef, generation: int) -> _Copy | None:
         """The copy of ``subject`` if it is of ``generation`` and fresh, else None."""
@@ -103,24 +106,59 @@ class Profiles:
         self, subjects: Sequence[SubjectRef], generations: Mapping[SubjectRef, int]
     ) -> dict[SubjectRef, StoredPresence]:
         """What the database has of the subjects that exist, from the cache where it holds
-        their current generation; the others in one read."""
+        their current generation; the others in one read. A subject another caller is
+        reading right now (same generation) is waited for, not read again: a storm of
+        connections into one group reads each cold member once."""
         found: dict[SubjectRef, StoredPresence] = {}
         cold: list[SubjectRef] = []
+        shared: list[tuple[SubjectRef, asyncio.Future[StoredPresence | None]]] = []
         for subject in subjects:
-            copy = self._copy(subject, generations[subject])
+            generation = generations[subject]
+            copy = self._copy(subject, generation)
             if copy is not None and copy.stored is not None:
                 found[subject] = copy.stored
+            elif (reading := self._reading.get((subject, generation))) is not None:
+                shared.append((subject, reading))
             else:
                 cold.append(subject)
-        self._metrics.profile_cache.labels(result="hit").inc(len(found))
+        self._metrics.profile_cache.labels(result="hit").inc(len(found) + len(shared))
         if cold:
             self._metrics.profile_cache.labels(result="miss").inc(len(cold))
-            read = await self._store.get_presence(cold)
-            for subject, stored in read.items():
-                if self._capacity:
-                    self._keep(subject, generations[subject]).stored = stored
-                found[subject] = stored
+            found.update(await self._read_stored(cold, generations))
+        retry: list[SubjectRef] = []
+        for subject, reading in shared:
+            try:
+                value = await asyncio.shield(reading)
+            except StoreError:
+                retry.append(subject)  # that read failed: this caller asks itself
+                continue
+            if value is not None:
+                found[subject] = value
+        if retry:
+            found.update(await self._store.get_presence(retry))
         return found
+
+    async def _read_stored(
+        self, cold: list[SubjectRef], generations: Mapping[SubjectRef, int]
+    ) -> dict[SubjectRef, StoredPresence]:
+        loop = asyncio.get_running_loop()
+        reading = {(s, generations[s]): loop.create_future() for s in cold}
+        self._reading.update(reading)
+        try:
+            read = await self._store.get_presence(cold)
+        except BaseException as exc:
+            for key, future in reading.items():
+                self._reading.pop(key, None)
+                future.set_exception(exc if isinstance(exc, StoreError) else StoreError("gone"))
+                future.exception()  # retrieved: nobody waiting must not warn
+            raise
+        for (subject, generation), future in reading.items():
+            self._reading.pop((subject, generation), None)
+            stored = read.get(subject)
+            future.set_result(stored)
+            if stored is not None and self._capacity:
+                self._keep(subject, generation).stored = stored
+        return read
 
     async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
         """A user's conversations, or the one a guest belongs to (one Redis read for the

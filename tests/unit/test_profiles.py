@@ -4,9 +4,11 @@ other worker's copy cold at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import fakeredis
+import pytest
 
 from presence.accounts import Accounts
 from presence.auth.passwords import Passwords
@@ -16,7 +18,7 @@ from presence.domain import ManualStatus, Principal, Role, SubjectKind, SubjectR
 from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.profiles import Profiles
-from presence.store.base import ConversationRecord, ParticipantRecord, StoredPresence
+from presence.store.base import ConversationRecord, ParticipantRecord, StoredPresence, StoreError
 from presence.store.memory import MemoryStore
 from tests.support.fakes import FakeClock
 
@@ -205,3 +207,49 @@ async def test_while_redis_is_down_the_database_answers_and_nothing_is_cached() 
     await w.profiles.conversations_of(a)
     await w.profiles.conversations_of(a)
     assert store.conversation_reads == 3
+
+
+class HeldStore(CountingStore):
+    """Holds every presence read until ``release`` is set; fails it while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.down = False
+
+    async def get_presence(
+        self, subjects: Sequence[SubjectRef]
+    ) -> dict[SubjectRef, StoredPresence]:
+        await self.release.wait()
+        if self.down:
+            raise StoreError("database down")
+        return await super().get_presence(subjects)
+
+
+async def test_a_storm_into_one_group_reads_each_cold_member_once() -> None:
+    store, redis, clock = HeldStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    group = [await _user(store, f"m{i}") for i in range(5)]
+    w = Worker(store, redis, clock)
+    storm = [asyncio.create_task(w.stored(*group)) for _ in range(10)]
+    await asyncio.sleep(0.01)
+    store.release.set()
+    answers = await asyncio.gather(*storm)
+    assert store.presence_reads == 1
+    assert all(set(a) == set(group) for a in answers)
+
+
+async def test_callers_waiting_on_a_failed_read_ask_again_themselves() -> None:
+    store, redis, clock = HeldStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    w = Worker(store, redis, clock)
+    store.down = True
+    first = asyncio.create_task(w.stored(a))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(w.stored(a))
+    await asyncio.sleep(0.01)
+    store.release.set()
+    await asyncio.sleep(0)
+    store.down = False
+    with pytest.raises(StoreError):
+        await first
+    assert set(await second) == {a}
