@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run console test test-fault test-unit lint format services cluster cluster-stop bench bench-quick clean
+.PHONY: all run console test test-fault test-unit lint format services peer cluster cluster-stop bench bench-quick bench-peer clean
 
 all: lint test
 
@@ -56,9 +56,17 @@ test-fault: $(STAMP) services
 
 ## bench: every benchmark (about half an hour); results in docs/bench/ and docs/BENCHMARKS.md
 ## (BENCH="b01 b05" runs some)
-bench: $(STAMP) services
+bench: $(STAMP) services peer
 	$(BIN)/python -m bench $(BENCH)
 	$(BIN)/python -m bench.capacity
+
+## bench-peer: B12 alone, presence side by side with Centrifugo v6.9.1 (about 10 minutes)
+bench-peer: $(STAMP) services peer
+	$(BIN)/python -m bench b12
+
+## peer: build Centrifugo v6.9.1 from the Go module proxy into .cache/peer (once)
+peer:
+	bash scripts/peer.sh
 
 ## bench-quick: under two minutes, exact counts and loose ratios; fails on a missed count
 bench-quick: $(STAMP) services

@@ -30,6 +30,7 @@ ALL = [
     "b09_sweep_cost",
     "b10_detection",
     "b11_fanout",
+    "b12_peer",
 ]
 # Under two minutes: the counts, and the overhead ratio with a loose bound.
 QUICK = [
