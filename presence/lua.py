@@ -161,6 +161,27 @@ return taken
 """
 )
 
+# What Redis knows of each member of one bucket, in one command (a pipeline of one command per
+# field and member costs the client more than the reads cost Redis).
+# KEYS[1] online  KEYS[2] last activity  KEYS[3] pending offline  KEYS[4] last seen
+# KEYS[5] generations   ARGV[1] prefix of the connection hashes  ARGV[2..] members
+# Returns, per member: marked (0|1), last activity ms, closed ms (in grace), last seen ms,
+# generation, connections (a missing value is nil).
+LIVE_STATES = """
+local out = {}
+for i = 2, #ARGV do
+  local member = ARGV[i]
+  local n = #out
+  out[n + 1] = redis.call('SISMEMBER', KEYS[1], member)
+  out[n + 2] = redis.call('ZSCORE', KEYS[2], member)
+  out[n + 3] = redis.call('ZSCORE', KEYS[3], member)
+  out[n + 4] = redis.call('ZSCORE', KEYS[4], member)
+  out[n + 5] = redis.call('HGET', KEYS[5], member)
+  out[n + 6] = redis.call('HLEN', ARGV[1] .. member)
+end
+return out
+"""
+
 # Count online subjects by kind (users, anonymous) with the rule of was_online.
 # KEYS[1] online set  KEYS[2] last activity  KEYS[3] pending offline
 # ARGV[1] now ms  ARGV[2] threshold ms  ARGV[3] prefix of the connection hashes
@@ -278,6 +299,7 @@ SCRIPTS = (
     FINISH_OFFLINE,
     SETTLE_WRITTEN,
     TAKE_QUIET_OFFLINE,
+    LIVE_STATES,
     COUNT_ONLINE,
     SHORTEN_WINDOW,
     RENEW_LEASE,

@@ -33,6 +33,7 @@ from presence.lua import (
     COUNT_ONLINE,
     DISCONNECT,
     FINISH_OFFLINE,
+    LIVE_STATES,
     SETTLE_WRITTEN,
     TAKE_QUIET_OFFLINE,
     WORKER_BEAT,
@@ -156,6 +157,7 @@ class ConnectionRegistry:
         self._finish = redis.register_script(FINISH_OFFLINE)
         self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
         self._settle = redis.register_script(SETTLE_WRITTEN)
+        self._live = redis.register_script(LIVE_STATES)
         self._count_online = redis.register_script(COUNT_ONLINE)
 
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
@@ -320,32 +322,35 @@ class ConnectionRegistry:
         return grouped
 
     async def live_states(self, subjects: Sequence[SubjectRef]) -> list[policy.LiveState]:
-        """What Redis knows of each subject, in the order given, in one round trip (one per
-        shard in Cluster mode)."""
+        """What Redis knows of each subject, in the order given: one script per bucket, all
+        at once (one round trip in standalone mode, where there is one bucket)."""
         grouped = self._by_bucket([s.member for s in subjects])
-        pipe = self._redis.pipeline(transaction=False)
-        for bucket, members in grouped.items():
-            pipe.smismember(bucket.online, members)
-            pipe.zmscore(bucket.last_activity, members)
-            pipe.zmscore(bucket.pending_offline, members)
-            pipe.zmscore(bucket.last_seen, members)
-            pipe.hmget(bucket.generations, members)
-            for member in members:
-                pipe.hlen(bucket.connections(member))
-        replies = iter(await pipe.execute())
+        # Side by side, one call per bucket (a cluster pipeline cannot carry scripts).
+        replies = await asyncio.gather(
+            *(
+                self._live(
+                    keys=[
+                        bucket.online,
+                        bucket.last_activity,
+                        bucket.pending_offline,
+                        bucket.last_seen,
+                        bucket.generations,
+                    ],
+                    args=[bucket.connections_prefix, *members],
+                )
+                for bucket, members in grouped.items()
+            )
+        )
         states: dict[str, policy.LiveState] = {}
-        for members in grouped.values():
-            marks, scores, pending = next(replies), next(replies), next(replies)
-            seen, generations = next(replies), next(replies)
-            for member, mark, score, closed, went, generation in zip(
-                members, marks, scores, pending, seen, generations, strict=True
-            ):
+        for members, flat in zip(grouped.values(), replies, strict=True):
+            for index, member in enumerate(members):
+                mark, last, closed, seen, generation, connections = flat[6 * index : 6 * index + 6]
                 states[member] = policy.LiveState(
                     marked_online=bool(mark),
-                    last_activity=None if score is None else float(score) / 1000,
-                    connections=int(next(replies)),
+                    last_activity=None if last is None else float(last) / 1000,
+                    connections=int(connections or 0),
                     in_grace=closed is not None,
-                    last_seen=None if went is None else float(went) / 1000,
+                    last_seen=None if seen is None else float(seen) / 1000,
                     generation=0 if generation is None else int(generation),
                 )
         return [states[s.member] for s in subjects]
