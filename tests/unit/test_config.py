@@ -59,6 +59,10 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_MONGO_MAX_BATCH": "0"}, "PRESENCE_MONGO_MAX_BATCH"),
         ({"PRESENCE_MONGO_MAX_BATCH": "many"}, "PRESENCE_MONGO_MAX_BATCH"),
         ({"PRESENCE_AUTH_CACHE_SIZE": "-1"}, "PRESENCE_AUTH_CACHE_SIZE"),
+        ({"PRESENCE_WRITE_BEHIND_S": "0"}, "PRESENCE_WRITE_BEHIND_S"),
+        ({"PRESENCE_WRITE_BEHIND_S": "1.5"}, "PRESENCE_WRITE_BEHIND_S"),
+        ({"PRESENCE_PROFILE_CACHE_SIZE": "-1"}, "PRESENCE_PROFILE_CACHE_SIZE"),
+        ({"PRESENCE_PROFILE_CACHE_TTL_S": "-1"}, "PRESENCE_PROFILE_CACHE_TTL_S"),
         ({"PRESENCE_TRACK_REQUESTS": "maybe"}, "PRESENCE_TRACK_REQUESTS"),
         ({"PRESENCE_LOG_LEVEL": "LOUD"}, "PRESENCE_LOG_LEVEL"),
         ({"PRESENCE_LOG_FORMAT": "xml"}, "PRESENCE_LOG_FORMAT"),
@@ -85,6 +89,20 @@ def test_switches_read_the_usual_spellings_of_true_and_false() -> None:
     off = load_settings({"PRESENCE_TRACK_REQUESTS": "off", "PRESENCE_AUTH_CACHE_SIZE": "0"})
     assert (off.track_requests, off.auth_cache_size) == (False, 0)
     assert load_settings({"PRESENCE_TRACK_REQUESTS": "TRUE"}).track_requests
+
+
+def test_the_write_behind_and_the_profile_cache_are_set_by_their_variables() -> None:
+    default = load_settings({})
+    assert (default.write_behind_s, default.profile_cache_size) == (0.25, 100_000)
+    assert default.profile_cache_ttl_s == 60.0
+    tuned = load_settings(
+        {
+            "PRESENCE_WRITE_BEHIND_S": "1",
+            "PRESENCE_PROFILE_CACHE_SIZE": "0",
+            "PRESENCE_PROFILE_CACHE_TTL_S": "0",
+        }
+    )
+    assert (tuned.write_behind_s, tuned.profile_cache_size, tuned.profile_cache_ttl_s) == (1, 0, 0)
 
 
 def test_one_service_url_without_the_other_is_refused() -> None:
