@@ -338,24 +338,13 @@ def _report(result: Result) -> None:
         )
     missed = sum(int(rep[k]) for rep in result.repetitions for k in rep if k.endswith("_missed"))
     failed = sum(int(rep["connect_failed"]) for rep in result.repetitions)
-    result.metric(
-        "joins and leaves never heard, both systems",
-        "count",
-        [float(missed)],
-        kind="count",
-        target="0",
-        met=missed == 0,
-        gate=True,
-    )
-    result.metric(
-        "failed connects, both systems",
-        "count",
-        [float(failed)],
-        kind="count",
-        target="0",
-        met=failed == 0,
-        gate=True,
-    )
+    for name, count in (
+        ("joins and leaves never heard, both systems", missed),
+        ("failed connects, both systems", failed),
+    ):
+        result.metric(
+            name, "count", [float(count)], kind="count", target="0", met=count == 0, gate=True
+        )
     result.notes += [
         "Centrifugo sends a join and a leave per connection, presence one `user:status` per "
         "user transition (here every member has one connection, so both send one).",

@@ -136,6 +136,15 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(milliseconds(seconds) / 1000, tz=UTC)
 
 
+def later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two moments, either of which may be unknown (``lastSeen`` only rises)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
 def to_epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -201,15 +201,17 @@ class ConnectionRegistry:
 
     async def graces_ended(self, closed_before: float, limit: int = 500) -> list[ClosedSubject]:
         """Subjects whose last connection closed before ``closed_before``, oldest first."""
+        return await self._oldest(lambda bucket: bucket.pending_offline, closed_before, limit)
+
+    async def _oldest(
+        self, key: Callable[[Bucket], str], before: float, limit: int
+    ) -> list[ClosedSubject]:
+        """The entries of one sorted set of every bucket scored before ``before``, oldest
+        first, as subjects with their moment."""
         pipe = self._redis.pipeline(transaction=False)
         for bucket in self._keys.every_bucket():
             pipe.zrangebyscore(
-                bucket.pending_offline,
-                "-inf",
-                milliseconds(closed_before),
-                start=0,
-                num=limit,
-                withscores=True,
+                key(bucket), "-inf", milliseconds(before), start=0, num=limit, withscores=True
             )
         found = [
             ClosedSubject(SubjectRef.from_member(decoded(m)), int(score))
@@ -252,22 +254,7 @@ class ConnectionRegistry:
     ) -> list[ClosedSubject]:
         """Offlines decided before ``decided_before`` that no worker wrote to the database
         (the worker that decided them died first), oldest first."""
-        pipe = self._redis.pipeline(transaction=False)
-        for bucket in self._keys.every_bucket():
-            pipe.zrangebyscore(
-                bucket.unwritten,
-                "-inf",
-                milliseconds(decided_before),
-                start=0,
-                num=limit,
-                withscores=True,
-            )
-        found = [
-            ClosedSubject(SubjectRef.from_member(decoded(m)), int(score))
-            for pairs in await pipe.execute()
-            for m, score in pairs
-        ]
-        return sorted(found, key=lambda c: c.closed_ms)[:limit]
+        return await self._oldest(lambda bucket: bucket.unwritten, decided_before, limit)
 
     async def of_worker(self, worker_id: str) -> list[tuple[SubjectRef, str]]:
         """Every connection a worker registered, in every bucket: (subject, sid)."""

@@ -24,7 +24,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from redis.exceptions import RedisError
 
@@ -39,6 +38,7 @@ from presence.domain import (
     SubjectKind,
     SubjectRef,
     from_epoch,
+    later,
     milliseconds,
     to_epoch,
 )
@@ -335,15 +335,15 @@ class PresenceService:
         if last_activity is None and stored.last_active_at is not None:
             last_activity = to_epoch(stored.last_active_at)
         last_active_at = None if last_activity is None else from_epoch(last_activity)
+        # Redis has the latest offline; the database may not yet (it is written behind).
+        went = None if live.last_seen is None else from_epoch(live.last_seen)
         return PresenceRecord(
             subject=stored.subject,
             username=stored.name,
             is_online=status is not Status.OFFLINE,
             status=status,
             last_active_at=last_active_at,
-            last_seen=policy.last_seen(
-                online, _later(stored.last_seen, live.last_seen), last_activity
-            ),
+            last_seen=policy.last_seen(online, later(stored.last_seen, went), last_activity),
             manual_status=stored.manual_status if own else None,
         )
 
@@ -389,11 +389,3 @@ def _stored_live_state(stored: StoredPresence, queued: OnlineChange | None) -> p
     online = stored.is_online if queued is None else queued.online
     seen = None if queued is None or queued.last_seen is None else to_epoch(queued.last_seen)
     return policy.LiveState(marked_online=online, last_activity=last, last_seen=seen)
-
-
-def _later(stored: datetime | None, redis_s: float | None) -> datetime | None:
-    """The later of a stored ``lastSeen`` and the one Redis has (epoch seconds)."""
-    if redis_s is None:
-        return stored
-    derived = from_epoch(redis_s)
-    return derived if stored is None or derived > stored else stored

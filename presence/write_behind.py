@@ -25,7 +25,7 @@ from datetime import datetime
 
 from redis.exceptions import RedisError
 
-from presence.domain import SubjectRef
+from presence.domain import SubjectRef, later
 from presence.metrics import Metrics
 from presence.store.base import OnlineChange, PresenceStore, StoreError
 
@@ -39,16 +39,8 @@ Settle = Callable[[Sequence[OnlineChange]], Awaitable[None]]
 
 def merged(older: OnlineChange, newer: OnlineChange) -> OnlineChange:
     """What storing ``older`` then ``newer`` leaves: the newer flag, the later ``lastSeen``."""
-    last_seen = _later(older.last_seen, newer.last_seen)
+    last_seen = later(older.last_seen, newer.last_seen)
     return OnlineChange(newer.subject, newer.online, last_seen)
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
 
 
 class OnlineWrites:

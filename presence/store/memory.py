@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bson import ObjectId
 
-from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
+from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, later
 from presence.store.base import (
     ConversationRecord,
     DuplicateError,
@@ -34,14 +34,6 @@ class _PresenceFields:
 
 def _new_id() -> str:
     return str(ObjectId())
-
-
-def _later(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
 
 
 class MemoryStore:
@@ -157,7 +149,7 @@ class MemoryStore:
         fields = self._presence.get(subject)
         if fields is None:
             return False
-        fields.last_active_at = _later(fields.last_active_at, at)
+        fields.last_active_at = later(fields.last_active_at, at)
         if mark_online:
             fields.is_online = True
         return True
@@ -169,7 +161,7 @@ class MemoryStore:
         if fields is None:
             return False
         fields.is_online = online
-        fields.last_seen = _later(fields.last_seen, last_seen)
+        fields.last_seen = later(fields.last_seen, last_seen)
         return True
 
     async def set_online_many(self, changes: Sequence[OnlineChange]) -> int:
@@ -225,7 +217,7 @@ class MemoryStore:
             if fields is None or fields.epoch > epoch:
                 continue
             fields.is_online = False
-            fields.last_seen = _later(fields.last_seen, last_seen)
+            fields.last_seen = later(fields.last_seen, last_seen)
             fields.epoch, fields.swept_by, fields.swept_at = epoch, worker_id, at
             written += 1
         return written

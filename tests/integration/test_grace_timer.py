@@ -19,17 +19,7 @@ GRACE_S = 0.4
 
 async def watched_pair(cluster: Cluster) -> tuple[str, str, Listener, Listener]:
     """``one`` with a tab on worker 0; ``two`` watching from worker 1."""
-    token_one, one = await cluster.register("one")
-    token_two, _ = await cluster.register("two")
-    resp = await cluster[0].client.post(
-        "/api/conversations",
-        json={"title": "pair", "memberIds": [one]},
-        headers={"Authorization": f"Bearer {token_two}"},
-    )
-    assert resp.status == 201, await resp.text()
-    watcher = Listener("two")
-    await watcher.connect(str(cluster[1].client.make_url("/")), auth={"token": token_two})
-    await watcher.wait_for("presence:snapshot")
+    one, token_one, watcher = await cluster.watched_user()
     tab = Listener("one")
     await tab.connect(str(cluster[0].client.make_url("/")), auth={"token": token_one})
     await watcher.wait_status(one, 1)

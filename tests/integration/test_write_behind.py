@@ -34,17 +34,7 @@ def own_mongo(database_host: DatabaseHost) -> Iterator[Server]:
 
 async def watched(cluster: Cluster) -> tuple[SubjectRef, str, Listener]:
     """A user ``one`` and a watcher ``two`` on worker 1 who shares a conversation with it."""
-    token_one, one = await cluster.register("one")
-    token_two, _ = await cluster.register("two")
-    resp = await cluster[0].client.post(
-        "/api/conversations",
-        json={"title": "pair", "memberIds": [one]},
-        headers={"Authorization": f"Bearer {token_two}"},
-    )
-    assert resp.status == 201, await resp.text()
-    watcher = Listener("two")
-    await watcher.connect(str(cluster[1].client.make_url("/")), auth={"token": token_two})
-    await watcher.wait_for("presence:snapshot")
+    one, token_one, watcher = await cluster.watched_user()
     return SubjectRef(SubjectKind.USER, one), token_one, watcher
 
 

@@ -22,6 +22,7 @@ from presence.domain import Role
 from presence.keys import Keys
 from presence.store.base import Store
 from presence.store.mongo import MongoStore
+from tests.support.sio import Listener
 
 
 def fast_passwords() -> Passwords:
@@ -96,6 +97,22 @@ class Cluster:
         assert resp.status == 201, await resp.text()
         body = await resp.json()
         return body["token"], body["user"]["id"]
+
+    async def watched_user(self, watcher_on: int = 1) -> tuple[str, str, Listener]:
+        """A user ``one`` and a watcher ``two`` on worker ``watcher_on`` who shares a
+        conversation with it: (one's id, one's token, the watcher, snapshotted)."""
+        token_one, one = await self.register("one")
+        token_two, _ = await self.register("two")
+        resp = await self[0].client.post(
+            "/api/conversations",
+            json={"title": "pair", "memberIds": [one]},
+            headers={"Authorization": f"Bearer {token_two}"},
+        )
+        assert resp.status == 201, await resp.text()
+        watcher = Listener("two")
+        await watcher.connect(str(self[watcher_on].client.make_url("/")), auth={"token": token_two})
+        await watcher.wait_for("presence:snapshot")
+        return one, token_one, watcher
 
     async def admin_token(self) -> str:
         accounts = self[0].c.accounts
