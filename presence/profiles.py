@@ -17,6 +17,7 @@ take them from Redis, which is where they change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -26,8 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.clock import Clock
-from presence.domain import SubjectRef
-from presence.keys import Bucket, Keys
+from presence.domain import ManualStatus, SubjectRef
+from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.store.base import ConversationRecord, Store, StoredPresence, StoreError
 
@@ -238,20 +239,30 @@ class Profiles:
             self._copies.pop(subject, None)
         await self._raise([s.member for s in subjects])
 
-    async def _raise(self, members: Sequence[str]) -> None:
-        grouped: dict[Bucket, list[str]] = {}
-        for member in members:
-            grouped.setdefault(self._keys.bucket(member), []).append(member)
+    async def status_changed(self, subject: SubjectRef, status: ManualStatus) -> None:
+        """This worker just stored the subject's manual status: every other copy is out of
+        date, and this worker's own becomes the new one (the announcement that follows reads
+        no database), unless someone else changed the subject since it was read."""
+        copy = self._copies.pop(subject, None)
+        generations = await self._raise([subject.member])
+        if copy is None or copy.stored is None or generations != [copy.generation + 1]:
+            return
+        kept = self._keep(subject, generations[0])
+        kept.stored = dataclasses.replace(copy.stored, manual_status=status)
+        kept.conversations = copy.conversations  # a status changes no membership
+
+    async def _raise(self, members: Sequence[str]) -> list[int] | None:
+        """Raise the generations; returns them (None when Redis does not answer)."""
         pipe = self._redis.pipeline(transaction=False)
-        for bucket, members in grouped.items():
-            for member in members:
-                pipe.hincrby(bucket.generations, member, 1)
+        for member in members:
+            pipe.hincrby(self._keys.bucket(member).generations, member, 1)
         try:
-            await pipe.execute()
+            return [int(g) for g in await pipe.execute()]
         except RedisError:
             # The change is stored; other workers' copies catch up within the cache's TTL.
             self._metrics.redis_errors.labels(operation="profile_generation").inc()
             log.warning("could not raise the generation of changed profiles")
+            return None
 
     def clear(self) -> None:
         """Redis forgot the generations (a restart, a flush): no copy can be trusted."""

@@ -270,7 +270,7 @@ class PresenceService:
         before = await self.record(subject)
         if before is None or not await self.store.set_manual_status(subject, status):
             return None
-        await self.profiles.changed([subject])
+        await self.profiles.status_changed(subject, status)
         change = await self._change(subject, before=before.status)
         if change is None:
             return None

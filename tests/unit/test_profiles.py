@@ -253,3 +253,27 @@ async def test_callers_waiting_on_a_failed_read_ask_again_themselves() -> None:
     with pytest.raises(StoreError):
         await first
     assert set(await second) == {a}
+
+
+async def test_the_worker_that_stored_a_status_keeps_its_copy_warm_and_no_other_does() -> None:
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    one, two = Worker(store, redis, clock), Worker(store, redis, clock)
+    await one.stored(a)
+    await one.profiles.conversations_of(a)
+    await two.stored(a)
+    await store.set_manual_status(a, ManualStatus.DND)
+    await one.profiles.status_changed(a, ManualStatus.DND)
+    reads, listed = store.presence_reads, store.conversation_reads
+    assert (await one.stored(a))[a].manual_status is ManualStatus.DND
+    assert await one.profiles.conversations_of(a) == []
+    # The announcement reads no database: neither the subject nor its conversations.
+    assert (store.presence_reads, store.conversation_reads) == (reads, listed)
+    assert (await two.stored(a))[a].manual_status is ManualStatus.DND
+    assert store.presence_reads == reads + 1
+    # Changed elsewhere since this worker read it: its copy is not trusted.
+    await two.profiles.changed([a])
+    await store.set_manual_status(a, ManualStatus.AWAY)
+    await one.profiles.status_changed(a, ManualStatus.AWAY)
+    await one.stored(a)
+    assert store.presence_reads == reads + 2
