@@ -98,7 +98,12 @@ async def test_redis_killed_and_restarted_during_load(stack: Stack, row: Row) ->
             epoch(after[subject.id].get("lastActiveAt")),
         )
         served = truth.last_served(subject.id)
-        assert new is not None and served is not None, subject.name
+        answers = [r.status for r in truth.requests if r.subject == subject.id]
+        assert served is not None, f"{subject.name}: no 2xx answer among {answers}"
+        assert new is not None, (
+            f"{subject.name}: no lastActiveAt in the database (before the outage: {old}; "
+            f"last served request sent at {served})"
+        )
         assert old is None or new >= old, f"{subject.name}: lastActiveAt moved back"
         assert new >= served - THROTTLE_S - 0.5, f"{subject.name}: lost {served - new:.1f} s"
         assert new <= time.time() + 1
