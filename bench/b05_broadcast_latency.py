@@ -5,12 +5,12 @@ two watchers hear them, one on A and one on B."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from typing import Any
 
 from bench.harness import Stack, run_rest_load
 from bench.report import Result
+from bench.stats import quantile
 from tests.support.sio import Listener
 
 KEY = "b05"
@@ -23,12 +23,6 @@ QUESTION = (
     "= receipt on B's watcher − the request's send time. Target (SPEC §9): p99 ≤ 50 ms below "
     "the knee, and at 1000 changes per second."
 )
-
-
-def _quantile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def _receipts(listener: Listener, user_id: str, since: float) -> list[float]:
@@ -114,10 +108,10 @@ def run(stack: Stack, quick: bool) -> Result:
                     "delivered_b": delivered,
                     "http": load["statuses"],
                     "achieved_rate": sent / seconds,
-                    "hop_p50_ms": _quantile(hop, 50),
-                    "hop_p99_ms": _quantile(hop, 99),
-                    "e2e_p50_ms": _quantile(end_to_end, 50),
-                    "e2e_p99_ms": _quantile(end_to_end, 99),
+                    "hop_p50_ms": quantile(hop, 50),
+                    "hop_p99_ms": quantile(hop, 99),
+                    "e2e_p50_ms": quantile(end_to_end, 50),
+                    "e2e_p99_ms": quantile(end_to_end, 99),
                     "http_p99_ms": load["p99_ms"],
                 }
                 result.repetitions.append(step)

@@ -8,6 +8,7 @@ import time
 from bench import nodeclients
 from bench.harness import Stack
 from bench.report import Result
+from bench.stats import slope
 
 KEY = "b08"
 TITLE = "Memory per idle connection"
@@ -20,15 +21,6 @@ QUESTION = (
 )
 STEPS = (1_000, 5_000, 10_000)
 USERS = 200
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    mean_x = sum(x for x, _ in points) / n
-    mean_y = sum(y for _, y in points) / n
-    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
-    den = sum((x - mean_x) ** 2 for x, _ in points)
-    return num / den
 
 
 def _settled_rss(stack: Stack, seconds: float = 4.0) -> int:
@@ -77,7 +69,7 @@ def run(stack: Stack, quick: bool) -> Result:
     finally:
         for group in groups:
             group.close()
-    slope = _slope(points)
+    per_connection = slope(points)
     result.metric(
         "connections held",
         "count",
@@ -87,7 +79,7 @@ def run(stack: Stack, quick: bool) -> Result:
         met=held >= steps[-1],
         gate=True,
     )
-    result.metric("memory per connection (slope)", "KiB", [slope])
+    result.metric("memory per connection (slope)", "KiB", [per_connection])
     result.metric("worker RSS at the last step", "MiB", [points[-1][1] / 1024])
     result.metric("worker RSS with no connection", "MiB", [base / 1024])
     for rep in result.repetitions:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from bench import peer
 from bench.harness import Account, Stack, Worker
 from bench.report import Result
+from bench.stats import quantile, slope
 
 KEY = "b12"
 TITLE = "Side by side with Centrifugo"
@@ -40,20 +41,6 @@ GROUP = 50
 CROWD = 1000
 STEPS = (1000, 3000, 5000)
 READS = 200
-
-
-def _quantile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
 
 
 class Population:
@@ -106,6 +93,21 @@ class System:
         if self.name == "presence":
             return node.url
         return f"ws://127.0.0.1:{node.port}/connection/websocket"
+
+    def open_on_a(
+        self, clients: peer.PeerClients, group: str, tokens: list[str], channels: list[str]
+    ) -> dict[str, Any]:
+        """One client per token on node A, 50 opening at a time; answers when all are ready."""
+        return clients.command(
+            "opened",
+            cmd="open",
+            group=group,
+            system=self.name,
+            urls=[self.url(self.nodes[0])],
+            tokens=tokens,
+            channels=channels,
+            concurrency=50,
+        )
 
     def channel(self, conversation_id: str) -> str:
         return f"{peer.NAMESPACE}:{conversation_id}"
@@ -192,21 +194,13 @@ def measure(system: System, clients: peer.PeerClients) -> dict[str, Any]:
         for kind, answer in (("join", joined), ("leave", left)):
             heard = [ms for ms in answer["ms"] if ms is not None]
             out[f"{kind}_{rate}_missed"] = len(answer["ms"]) - len(heard)
-            out[f"{kind}_{rate}_p50_ms"] = _quantile(heard, 50)
-            out[f"{kind}_{rate}_p99_ms"] = _quantile(heard, 99)
+            out[f"{kind}_{rate}_p50_ms"] = quantile(heard, 50)
+            out[f"{kind}_{rate}_p99_ms"] = quantile(heard, 99)
     clients.command("closed", cmd="close", group="watchers")
 
     # The presence read of a 201-member room with 200 connected.
-    opened = clients.command(
-        "opened",
-        cmd="open",
-        group="room",
-        system=system.name,
-        urls=[system.url(a)],
-        tokens=pop.tokens(system.name, pop.room),
-        channels=[system.channel(pop.room_id)] * len(pop.room),
-        concurrency=50,
-    )
+    room_channels = [system.channel(pop.room_id)] * len(pop.room)
+    opened = system.open_on_a(clients, "room", pop.tokens(system.name, pop.room), room_channels)
     assert opened["failed"] == 0, opened
     read = system.read_presence()
     listed = read()
@@ -216,8 +210,8 @@ def measure(system: System, clients: peer.PeerClients) -> dict[str, Any]:
         started = time.perf_counter()
         read()
         took.append((time.perf_counter() - started) * 1000)
-    out["presence_read_p50_ms"] = _quantile(took, 50)
-    out["presence_read_p99_ms"] = _quantile(took, 99)
+    out["presence_read_p50_ms"] = quantile(took, 50)
+    out["presence_read_p99_ms"] = quantile(took, 99)
     clients.command("closed", cmd="close", group="room")
 
     # Connects, then idle connections held on node A.
@@ -229,15 +223,11 @@ def measure(system: System, clients: peer.PeerClients) -> dict[str, Any]:
     for step in STEPS:
         count = step - held
         cpu_before, window_started = a.cpu_seconds(), time.monotonic()
-        opened = clients.command(
-            "opened",
-            cmd="open",
-            group="crowd",
-            system=system.name,
-            urls=[system.url(a)],
-            tokens=[tokens[i % CROWD] for i in range(held, step)],
-            channels=pop.crowd_channels(step)[held:],
-            concurrency=50,
+        opened = system.open_on_a(
+            clients,
+            "crowd",
+            [tokens[i % CROWD] for i in range(held, step)],
+            pop.crowd_channels(step)[held:],
         )
         rss = _settled_rss(a)
         if held == 0:
@@ -252,7 +242,7 @@ def measure(system: System, clients: peer.PeerClients) -> dict[str, Any]:
         points.append((float(held), float(rss)))
     out["held"] = held
     out["rss_base_kib"] = base_rss
-    out["kib_per_connection"] = _slope(points)
+    out["kib_per_connection"] = slope(points)
     out["rss_points"] = points
     clients.command("closed", cmd="close", group="crowd")
     return out

@@ -88,12 +88,7 @@ class Conversations:
 
     async def shared_with(self, viewer: Principal) -> set[SubjectRef]:
         """Every subject that shares at least one conversation with the viewer (and itself)."""
-        if viewer.subject.is_anonymous:
-            assert viewer.conversation_id is not None
-            conversation = await self._store.get_conversation(viewer.conversation_id)
-            conversations = [] if conversation is None else [conversation]
-        else:
-            conversations = await self._profiles.conversations_of(viewer.subject)
+        conversations = await self._profiles.conversations_of(viewer.subject)
         shared = {viewer.subject}
         guests = await self._profiles.guests_of([c.id for c in conversations])
         for conversation in conversations:

@@ -22,6 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -34,6 +35,8 @@ from presence.store.base import ConversationRecord, Store, StoredPresence, Store
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K")
+
 
 def conversation_member(conversation_id: str) -> str:
     """The name a conversation's generation goes by (its guests change with it)."""
@@ -41,18 +44,62 @@ def conversation_member(conversation_id: str) -> str:
 
 
 @dataclass(slots=True)
-class _Guests:
-    generation: int
-    loaded_at: float  # monotonic
-    ids: tuple[str, ...]
-
-
-@dataclass(slots=True)
 class _Copy:
+    """What this worker holds of one subject (or one conversation's guests), read at
+    ``generation``; each part is None until it was read."""
+
     generation: int
     loaded_at: float  # monotonic
     stored: StoredPresence | None = None
     conversations: tuple[ConversationRecord, ...] | None = None
+    guests: tuple[str, ...] | None = None
+
+
+class _Copies(Generic[K]):
+    """Copies by key, least recently used first out, each trusted only at its generation
+    and within the TTL."""
+
+    def __init__(self, clock: Clock, capacity: int, ttl_s: float) -> None:
+        self._clock = clock
+        self._capacity = capacity
+        self._ttl_s = ttl_s
+        self._copies: OrderedDict[K, _Copy] = OrderedDict()
+
+    def fresh(self, key: K, generation: int | None) -> _Copy | None:
+        """The copy of ``key`` if it is of ``generation`` and fresh (None: Redis did not say
+        which generation is current, so no copy is)."""
+        copy = self._copies.get(key)
+        if copy is None or generation is None:
+            return None
+        if copy.generation != generation or (
+            self._clock.monotonic() - copy.loaded_at > self._ttl_s
+        ):
+            del self._copies[key]
+            return None
+        self._copies.move_to_end(key)
+        return copy
+
+    def keep(self, key: K, generation: int | None) -> _Copy | None:
+        """The copy to fill for ``key`` at ``generation`` (None when nothing may be kept)."""
+        if generation is None or not self._capacity:
+            return None
+        copy = self._copies.get(key)
+        if copy is None or copy.generation != generation:
+            copy = _Copy(generation, self._clock.monotonic())
+            self._copies[key] = copy
+        self._copies.move_to_end(key)
+        while len(self._copies) > self._capacity:
+            self._copies.popitem(last=False)
+        return copy
+
+    def pop(self, key: K) -> _Copy | None:
+        return self._copies.pop(key, None)
+
+    def clear(self) -> None:
+        self._copies.clear()
+
+    def __len__(self) -> int:
+        return len(self._copies)
 
 
 class Profiles:
@@ -70,36 +117,14 @@ class Profiles:
         self._store = store
         self._redis = redis
         self._keys = keys
-        self._clock = clock
         self._metrics = metrics
-        self._capacity = capacity
-        self._ttl_s = ttl_s
-        self._copies: OrderedDict[SubjectRef, _Copy] = OrderedDict()
-        self._guests: OrderedDict[str, _Guests] = OrderedDict()
+        self._copies: _Copies[SubjectRef] = _Copies(clock, capacity, ttl_s)
+        self._guests: _Copies[str] = _Copies(clock, capacity, ttl_s)  # by conversation id
         # Reads of cold copies in progress, by (subject, generation): joined, not repeated.
         self._reading: dict[tuple[SubjectRef, int], asyncio.Future[StoredPresence | None]] = {}
 
-    def _copy(self, subject: SubjectRef, generation: int) -> _Copy | None:
-        """The copy of ``subject`` if it is of ``generation`` and fresh, else None."""
-        copy = self._copies.get(subject)
-        if copy is None:
-            return None
-        if copy.generation != generation or (
-            self._clock.monotonic() - copy.loaded_at > self._ttl_s
-        ):
-            del self._copies[subject]
-            return None
-        self._copies.move_to_end(subject)
-        return copy
-
-    def _keep(self, subject: SubjectRef, generation: int) -> _Copy:
-        copy = self._copies.get(subject)
-        if copy is None or copy.generation != generation:
-            copy = _Copy(generation, self._clock.monotonic())
-            self._copies[subject] = copy
-        self._copies.move_to_end(subject)
-        while len(self._copies) > self._capacity:
-            self._copies.popitem(last=False)
+    def _keep(self, subject: SubjectRef, generation: int | None) -> _Copy | None:
+        copy = self._copies.keep(subject, generation)
         self._metrics.profile_cache_size.set(len(self._copies))
         return copy
 
@@ -115,7 +140,7 @@ class Profiles:
         shared: list[tuple[SubjectRef, asyncio.Future[StoredPresence | None]]] = []
         for subject in subjects:
             generation = generations[subject]
-            copy = self._copy(subject, generation)
+            copy = self._copies.fresh(subject, generation)
             if copy is not None and copy.stored is not None:
                 found[subject] = copy.stored
             elif (reading := self._reading.get((subject, generation))) is not None:
@@ -157,22 +182,22 @@ class Profiles:
             self._reading.pop((subject, generation), None)
             stored = read.get(subject)
             future.set_result(stored)
-            if stored is not None and self._capacity:
-                self._keep(subject, generation).stored = stored
+            if stored is not None and (copy := self._keep(subject, generation)) is not None:
+                copy.stored = stored
         return read
 
     async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
         """A user's conversations, or the one a guest belongs to (one Redis read for the
         generation; the database only when the copy is cold)."""
         generation = await self._generation(subject)
-        copy = None if generation is None else self._copy(subject, generation)
+        copy = self._copies.fresh(subject, generation)
         if copy is not None and copy.conversations is not None:
             self._metrics.profile_cache.labels(result="hit").inc()
             return list(copy.conversations)
         self._metrics.profile_cache.labels(result="miss").inc()
         conversations = await self._read_conversations(subject)
-        if self._capacity and generation is not None:
-            self._keep(subject, generation).conversations = tuple(conversations)
+        if (copy := self._keep(subject, generation)) is not None:
+            copy.conversations = tuple(conversations)
         return conversations
 
     async def _read_conversations(self, subject: SubjectRef) -> list[ConversationRecord]:
@@ -190,25 +215,15 @@ class Profiles:
         ids = list(dict.fromkeys(conversation_ids))
         generations = await self._generations([conversation_member(c) for c in ids])
         found: dict[str, tuple[str, ...]] = {}
-        now = self._clock.monotonic()
         for conversation_id, generation in zip(ids, generations, strict=True):
-            copy = self._guests.get(conversation_id)
-            if (
-                copy is not None
-                and generation is not None
-                and copy.generation == generation
-                and (now - copy.loaded_at <= self._ttl_s)
-            ):
-                self._guests.move_to_end(conversation_id)
-                found[conversation_id] = copy.ids
+            copy = self._guests.fresh(conversation_id, generation)
+            if copy is not None and copy.guests is not None:
+                found[conversation_id] = copy.guests
                 continue
             guests = tuple(p.id for p in await self._store.list_participants(conversation_id))
             found[conversation_id] = guests
-            if self._capacity and generation is not None:
-                self._guests[conversation_id] = _Guests(generation, now, guests)
-                self._guests.move_to_end(conversation_id)
-                while len(self._guests) > self._capacity:
-                    self._guests.popitem(last=False)
+            if (copy := self._guests.keep(conversation_id, generation)) is not None:
+                copy.guests = guests
         return found
 
     async def _generation(self, subject: SubjectRef) -> int | None:
@@ -229,27 +244,28 @@ class Profiles:
 
     async def guests_changed(self, conversation_id: str) -> None:
         """A guest joined or left the conversation."""
-        self._guests.pop(conversation_id, None)
+        self._guests.pop(conversation_id)
         await self._raise([conversation_member(conversation_id)])
 
     async def changed(self, subjects: Sequence[SubjectRef]) -> None:
         """What is cached of these subjects changed (in the database, just now): every worker's
         copy is out of date from this moment on."""
         for subject in subjects:
-            self._copies.pop(subject, None)
+            self._copies.pop(subject)
         await self._raise([s.member for s in subjects])
 
     async def status_changed(self, subject: SubjectRef, status: ManualStatus) -> None:
         """This worker just stored the subject's manual status: every other copy is out of
         date, and this worker's own becomes the new one (the announcement that follows reads
         no database), unless someone else changed the subject since it was read."""
-        copy = self._copies.pop(subject, None)
+        copy = self._copies.pop(subject)
         generations = await self._raise([subject.member])
         if copy is None or copy.stored is None or generations != [copy.generation + 1]:
             return
         kept = self._keep(subject, generations[0])
-        kept.stored = dataclasses.replace(copy.stored, manual_status=status)
-        kept.conversations = copy.conversations  # a status changes no membership
+        if kept is not None:
+            kept.stored = dataclasses.replace(copy.stored, manual_status=status)
+            kept.conversations = copy.conversations  # a status changes no membership
 
     async def _raise(self, members: Sequence[str]) -> list[int] | None:
         """Raise the generations; returns them (None when Redis does not answer)."""

@@ -354,10 +354,10 @@ class PresenceService:
         found, states = await self._read([subject])
         if subject not in found:
             return None
-        stored, live = found, states[subject]
+        stored, live = found[subject], states[subject]
         now = self.clock.now()
-        own = self._combine(stored[subject], live, now, own=True)
-        public = self._combine(stored[subject], live, now, own=False)
+        own = self._combine(stored, live, now, own=True)
+        public = self._combine(stored, live, now, own=False)
         if before is None:
             assert own.manual_status is not None
             before = policy.visible_status(True, own.manual_status)
