@@ -53,7 +53,14 @@ class Conversations:
 
     async def visible_to(self, viewer: Principal, conversation_id: str) -> ConversationRecord:
         """The conversation, if the viewer is a member (users) or belongs to it (guests)."""
-        conversation = await self._store.get_conversation(conversation_id)
+        conversation, _ = await self.visible_with_members(viewer, conversation_id)
+        return conversation
+
+    async def visible_with_members(
+        self, viewer: Principal, conversation_id: str
+    ) -> tuple[ConversationRecord, list[SubjectRef]]:
+        """The conversation the viewer may see and its members (from the worker's cache)."""
+        conversation, guests = await self._profiles.conversation(conversation_id)
         if conversation is None:
             raise NotFound("conversation not found")
         if viewer.subject.is_anonymous:
@@ -61,7 +68,7 @@ class Conversations:
                 raise Forbidden("not a member of this conversation", "not_member")
         elif viewer.subject.id not in conversation.member_ids:
             raise Forbidden("not a member of this conversation", "not_member")
-        return conversation
+        return conversation, _members(conversation, guests)
 
     async def members(self, conversation: ConversationRecord) -> list[SubjectRef]:
         """Registered members, then the conversation's active anonymous participants."""
@@ -86,9 +93,13 @@ class Conversations:
         """A user's conversations, or the one a guest belongs to (from the worker's cache)."""
         return await self._profiles.conversations_of(subject)
 
-    async def shared_with(self, viewer: Principal) -> set[SubjectRef]:
-        """Every subject that shares at least one conversation with the viewer (and itself)."""
-        conversations = await self._profiles.conversations_of(viewer.subject)
+    async def shared_with(
+        self, viewer: Principal, conversations: Sequence[ConversationRecord] | None = None
+    ) -> set[SubjectRef]:
+        """Every subject that shares at least one conversation with the viewer (and itself);
+        ``conversations`` are the viewer's, when the caller has just read them."""
+        if conversations is None:
+            conversations = await self._profiles.conversations_of(viewer.subject)
         shared = {viewer.subject}
         guests = await self._profiles.guests_of([c.id for c in conversations])
         for conversation in conversations:

@@ -73,9 +73,12 @@ class Principal:
         return self.role is Role.ADMIN
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PresenceRecord:
-    """The presence of one subject as others see it; the same shape in every payload."""
+    """The presence of one subject as others see it; the same shape in every payload.
+
+    Not frozen, though never changed once built: a presence read builds one per member, and a
+    frozen dataclass is built more than twice as slowly."""
 
     subject: SubjectRef
     username: str
@@ -116,7 +119,27 @@ def iso(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # Twice as fast as isoformat(): a presence read formats two moments per member.
+    day = moment.toordinal()
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= _MAX_DATES:
+            _DATES.clear()
+        date = _DATES[day] = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+    return "%s%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 (faster than an f-string here)
+        date,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond // 1000,
+    )
+
+
+# The date part of recent moments, by day number (a few days are in use at any time).
+_DATES: dict[int, str] = {}
+_MAX_DATES = 1024
 
 
 def milliseconds(seconds: float) -> int:

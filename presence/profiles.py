@@ -53,6 +53,7 @@ class _Copy:
     stored: StoredPresence | None = None
     conversations: tuple[ConversationRecord, ...] | None = None
     guests: tuple[str, ...] | None = None
+    conversation: ConversationRecord | None = None  # a conversation's own record
 
 
 class _Copies(Generic[K]):
@@ -119,7 +120,8 @@ class Profiles:
         self._keys = keys
         self._metrics = metrics
         self._copies: _Copies[SubjectRef] = _Copies(clock, capacity, ttl_s)
-        self._guests: _Copies[str] = _Copies(clock, capacity, ttl_s)  # by conversation id
+        # By conversation id: its record and its active guests.
+        self._guests: _Copies[str] = _Copies(clock, capacity, ttl_s)
         # Reads of cold copies in progress, by (subject, generation): joined, not repeated.
         self._reading: dict[tuple[SubjectRef, int], asyncio.Future[StoredPresence | None]] = {}
 
@@ -209,6 +211,26 @@ class Profiles:
         conversation = await self._store.get_conversation(participant.conversation_id)
         return [] if conversation is None else [conversation]
 
+    async def conversation(
+        self, conversation_id: str
+    ) -> tuple[ConversationRecord | None, tuple[str, ...]]:
+        """A conversation's record and the ids of its active guests (one Redis round trip for
+        its generation; the database only when the copy is cold). A conversation that does
+        not exist is not remembered."""
+        (generation,) = await self._generations([conversation_member(conversation_id)])
+        copy = self._guests.fresh(conversation_id, generation)
+        if copy is not None and copy.conversation is not None and copy.guests is not None:
+            self._metrics.profile_cache.labels(result="hit").inc()
+            return copy.conversation, copy.guests
+        self._metrics.profile_cache.labels(result="miss").inc()
+        conversation = await self._store.get_conversation(conversation_id)
+        if conversation is None:
+            return None, ()
+        guests = tuple(p.id for p in await self._store.list_participants(conversation_id))
+        if (copy := self._guests.keep(conversation_id, generation)) is not None:
+            copy.conversation, copy.guests = conversation, guests
+        return conversation, guests
+
     async def guests_of(self, conversation_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """The ids of each conversation's active guests (one Redis round trip for the
         generations; the database only for the conversations whose copy is cold)."""
@@ -243,7 +265,7 @@ class Profiles:
         return [0 if raw is None else int(raw) for raw in replies]
 
     async def guests_changed(self, conversation_id: str) -> None:
-        """A guest joined or left the conversation."""
+        """A guest joined or left the conversation (every worker reads its guests again)."""
         self._guests.pop(conversation_id)
         await self._raise([conversation_member(conversation_id)])
 

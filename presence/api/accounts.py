@@ -7,6 +7,7 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import request_address
+from presence.api.responses import json_response
 from presence.api.views import participant_json, user_json
 from presence.auth.attempts import Attempt
 from presence.contract.http import JoinBody, LoginBody, RegisterBody
@@ -19,7 +20,7 @@ async def register(request: web.Request) -> web.Response:
     session = await components(request).accounts.register(
         username=body.username, email=body.email, password=body.password
     )
-    return web.json_response(
+    return json_response(
         {"success": True, "token": session.token, "user": user_json(session.user)}, status=201
     )
 
@@ -37,9 +38,7 @@ async def login(request: web.Request) -> web.Response:
     except Unauthorized:
         await c.attempts.failed(attempt)
         raise
-    return web.json_response(
-        {"success": True, "token": session.token, "user": user_json(session.user)}
-    )
+    return json_response({"success": True, "token": session.token, "user": user_json(session.user)})
 
 
 @parsing.takes(JoinBody)
@@ -47,7 +46,7 @@ async def join(request: web.Request) -> web.Response:
     link_id = parsing.path_id(request, "link_id")
     body = await parsing.body(request, JoinBody)
     guest = await components(request).accounts.join(link_id=link_id, nickname=body.nickname)
-    return web.json_response(
+    return json_response(
         {
             "success": True,
             "sessionToken": guest.session_token,

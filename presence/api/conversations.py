@@ -7,6 +7,7 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import caller, registered_user
+from presence.api.responses import json_response
 from presence.api.views import conversation_json, share_link_json
 from presence.contract.http import NewConversationBody, ShareLinkBody
 
@@ -21,7 +22,7 @@ async def list_conversations(request: web.Request) -> web.Response:
             await c.conversations.members(conversation), viewer=principal.subject
         )
         data.append(conversation_json(conversation, members))
-    return web.json_response({"success": True, "data": data})
+    return json_response({"success": True, "data": data})
 
 
 @parsing.takes(NewConversationBody)
@@ -33,7 +34,7 @@ async def create_conversation(request: web.Request) -> web.Response:
     members = await c.presence.records(
         await c.conversations.members(conversation), viewer=principal.subject
     )
-    return web.json_response(
+    return json_response(
         {"success": True, "data": conversation_json(conversation, members)}, status=201
     )
 
@@ -46,18 +47,16 @@ async def create_share_link(request: web.Request) -> web.Response:
     link = await components(request).conversations.create_share_link(
         principal, conversation_id, body.expires_in_seconds
     )
-    return web.json_response({"success": True, "data": share_link_json(link)}, status=201)
+    return json_response({"success": True, "data": share_link_json(link)}, status=201)
 
 
 async def conversation_presence(request: web.Request) -> web.Response:
     principal = await caller(request)
     conversation_id = parsing.path_id(request, "conversation_id")
     c = components(request)
-    conversation = await c.conversations.visible_to(principal, conversation_id)
-    records = await c.presence.records(
-        await c.conversations.members(conversation), viewer=principal.subject
-    )
-    return web.json_response(
+    conversation, members = await c.conversations.visible_with_members(principal, conversation_id)
+    records = await c.presence.records(members, viewer=principal.subject)
+    return json_response(
         {
             "success": True,
             "data": {

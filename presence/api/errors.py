@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from presence.api.responses import json_response
 from presence.domain import (
     Conflict,
     DomainError,
@@ -51,7 +52,7 @@ _UNAVAILABLE = {
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"success": False, "error": {"code": code, "message": message}}, status=status
     )
 

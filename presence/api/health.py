@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from presence.api.context import components
+from presence.api.responses import json_response
 from presence.domain import milliseconds
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 async def healthz(request: web.Request) -> web.Response:
     c = components(request)
-    return web.json_response(
+    return json_response(
         {"success": True, "data": {"status": "ok", "worker": c.settings.worker_id}}
     )
 
@@ -25,10 +26,10 @@ async def readyz(request: web.Request) -> web.Response:
     found = await components(request).readiness.checks()
     checks = {name: "ok" if healthy else "down" for name, healthy in found.items()}
     if all(state == "ok" for state in checks.values()):
-        return web.json_response({"success": True, "data": checks})
+        return json_response({"success": True, "data": checks})
     down = [name for name, state in checks.items() if state == "down"]
     error = {"code": "dependency_down", "message": f"{' and '.join(down)} down"}
-    return web.json_response({"success": False, "error": error, "data": checks}, status=503)
+    return json_response({"success": False, "error": error, "data": checks}, status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:

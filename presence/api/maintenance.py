@@ -7,6 +7,7 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import admin
+from presence.api.responses import json_response
 from presence.contract.http import UserStatusBody
 from presence.domain import NotFound, milliseconds
 
@@ -31,14 +32,14 @@ async def stats(request: web.Request) -> web.Response:
         "leader": leader,
         "workers": await c.registry.live_workers(),
     }
-    return web.json_response({"success": True, "data": data})
+    return json_response({"success": True, "data": data})
 
 
 async def status_metrics(request: web.Request) -> web.Response:
     await admin(request)
     c = components(request)
     snapshot = await c.counters.flush_and_read(milliseconds(c.clock.now()))
-    return web.json_response({"success": True, "data": snapshot.to_json()})
+    return json_response({"success": True, "data": snapshot.to_json()})
 
 
 async def reset_status_metrics(request: web.Request) -> web.Response:
@@ -46,7 +47,7 @@ async def reset_status_metrics(request: web.Request) -> web.Response:
     c = components(request)
     await c.counters.reset(milliseconds(c.clock.now()))
     snapshot = await c.counters.flush_and_read(milliseconds(c.clock.now()))
-    return web.json_response({"success": True, "data": snapshot.to_json()})
+    return json_response({"success": True, "data": snapshot.to_json()})
 
 
 @parsing.takes(UserStatusBody)
@@ -61,7 +62,7 @@ async def user_status(request: web.Request) -> web.Response:
     record = await c.presence.force_online(subject, online)
     if record is None:
         raise NotFound("unknown user", "unknown_user")
-    return web.json_response({"success": True, "data": record.to_json()})
+    return json_response({"success": True, "data": record.to_json()})
 
 
 def add_routes(app: web.Application) -> None:

@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from presence import __version__
 from presence.api import accounts, conversations, health, maintenance, users
 from presence.api.parsing import DECLARED, Handler
+from presence.api.responses import json_response
 from presence.contract import events, http
 from presence.contract.fields import MAX_ID_CHARS
 
@@ -293,7 +294,7 @@ def document() -> Schema:
 
 
 async def serve(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return json_response(document())
 
 
 def add_routes(app: web.Application) -> None:

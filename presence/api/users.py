@@ -8,6 +8,7 @@ from aiohttp import web
 from presence.api import parsing
 from presence.api.context import components
 from presence.api.identity import caller, registered_user
+from presence.api.responses import json_response
 from presence.api.views import participant_json, user_json
 from presence.contract.http import StatusBody
 from presence.domain import InvalidInput, NotFound
@@ -22,7 +23,7 @@ async def me(request: web.Request) -> web.Response:
     found = await c.accounts.profile(principal)
     profile = participant_json(found) if isinstance(found, ParticipantRecord) else user_json(found)
     record = await c.presence.record(principal.subject, viewer=principal.subject)
-    return web.json_response(
+    return json_response(
         {
             "success": True,
             "data": {**profile, "presence": None if record is None else record.to_json()},
@@ -37,7 +38,7 @@ async def set_status(request: web.Request) -> web.Response:
     record = await components(request).presence.set_manual_status(principal.subject, body.status)
     if record is None:
         raise NotFound("subject not found")
-    return web.json_response({"success": True, "data": record.to_json()})
+    return json_response({"success": True, "data": record.to_json()})
 
 
 async def presence_of(request: web.Request) -> web.Response:
@@ -53,13 +54,13 @@ async def presence_of(request: web.Request) -> web.Response:
     visible = {s.id: s for s in await c.conversations.shared_with(principal)}
     subjects = [visible[i] for i in dict.fromkeys(ids) if i in visible]
     records = await c.presence.records(subjects, viewer=principal.subject)
-    return web.json_response({"success": True, "data": {"users": [r.to_json() for r in records]}})
+    return json_response({"success": True, "data": {"users": [r.to_json() for r in records]}})
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     """A cheap "still here" for clients without a socket: authentication is the activity."""
     await caller(request)
-    return web.json_response({"success": True})
+    return json_response({"success": True})
 
 
 def add_routes(app: web.Application) -> None:

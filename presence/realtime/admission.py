@@ -30,7 +30,7 @@ from presence.realtime.limits import TokenBucket
 from presence.realtime.protocol import BoundedServer
 from presence.realtime.refusals import UNAVAILABLE, count_authentication, refusal_for
 from presence.service import PresenceService
-from presence.store.base import StoreError
+from presence.store.base import ConversationRecord, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Admission:
         self, sid: str, connection: LocalConnection, principal: Principal
     ) -> None:
         try:
-            await self._admit(sid, connection, principal)
+            conversations = await self._admit(sid, connection, principal)
         except (RedisError, StoreError) as exc:
             refusal = refusal_for(exc)
             assert refusal.outcome == UNAVAILABLE
@@ -102,21 +102,27 @@ class Admission:
             await self.sio.error(sid, refusal.code, refusal.message)
             await self.sio.disconnect(sid)
             return
-        await self._greet(sid, principal)
+        await self._greet(sid, principal, conversations)
 
-    async def _admit(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
+    async def _admit(
+        self, sid: str, connection: LocalConnection, principal: Principal
+    ) -> list[ConversationRecord]:
         """Rooms first, then the registry: whatever changes after this is heard, whatever
-        changed before is in the snapshot that follows."""
+        changed before is in the snapshot that follows. Returns the conversations entered."""
         connection.principal = principal
         await self.sio.enter_room(sid, user_room(principal.subject.id))
-        for conversation in await self.conversations.conversations_of(principal.subject):
+        conversations = await self.conversations.conversations_of(principal.subject)
+        for conversation in conversations:
             await self.sio.enter_room(sid, conversation_room(conversation.id))
         await self.presence.connect(principal.subject, sid)
         connection.registered = True
         if connection.closed:  # closed while we were registering it
             await self.presence.disconnect(principal.subject, sid)
+        return conversations
 
-    async def _greet(self, sid: str, principal: Principal) -> None:
+    async def _greet(
+        self, sid: str, principal: Principal, conversations: list[ConversationRecord]
+    ) -> None:
         user = {
             "id": principal.subject.id,
             "username": principal.name,
@@ -124,7 +130,7 @@ class Admission:
         }
         await self.sio.reply(sid, "authenticated", {"success": True, "user": user})
         try:
-            shared = await self.conversations.shared_with(principal)
+            shared = await self.conversations.shared_with(principal, conversations)
             records = await self.presence.records(
                 sorted(shared, key=lambda s: s.member), viewer=principal.subject
             )

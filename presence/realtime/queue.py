@@ -23,6 +23,7 @@ from socketio.async_pubsub_manager import AsyncPubSubManager
 
 from presence.clients import redis_client
 from presence.metrics import Metrics
+from presence.realtime.delivery import DirectDelivery
 from presence.redis_url import RedisConfig
 
 # A probe every 2 s costs nothing and bounds how long a deaf worker goes unnoticed.
@@ -38,12 +39,13 @@ MAX_RETRY_S = 2.0
 STOP_WAIT_S = 2.0
 
 
-class ProbedQueue(AsyncPubSubManager):  # type: ignore[misc]
+class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
     """python-socketio's pub/sub manager over Redis, on the worker's own Redis configuration:
     every client comes from :func:`presence.clients.redis_client` (never from a second parse
     of the URL). Subclasses say which channels the listener subscribes to
     (:meth:`listening_channels`), where the probe goes (:attr:`probe_channel`) and how a
-    message is addressed (``_publish``)."""
+    message is addressed (``_publish``). What it delivers to this worker's sockets goes
+    through :class:`DirectDelivery` (next in line after the pub/sub manager)."""
 
     def __init__(
         self, config: RedisConfig, host_id: str, logger: logging.Logger, metrics: Metrics

@@ -31,6 +31,11 @@ class CountingStore(MemoryStore):
         self.presence_reads = 0
         self.conversation_reads = 0
         self.participant_reads = 0
+        self.conversation_gets = 0
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        self.conversation_gets += 1
+        return await super().get_conversation(conversation_id)
 
     async def get_presence(
         self, subjects: Sequence[SubjectRef]
@@ -188,6 +193,32 @@ async def test_a_guest_joining_reaches_every_workers_copy_of_the_conversation() 
     )
     assert SubjectRef(SubjectKind.ANONYMOUS, joined.participant.id) in shared
     assert store.participant_reads == 3
+
+
+async def test_a_conversations_record_and_guests_are_read_once_until_a_guest_joins() -> None:
+    """A presence read of a conversation opens it from the cache (no database read when warm);
+    a guest joining on another worker makes the copy cold; an unknown id is not remembered."""
+    store, redis, clock = CountingStore(), fakeredis.FakeAsyncRedis(), FakeClock()
+    a = await _user(store, "ann")
+    one, two = Worker(store, redis, clock), Worker(store, redis, clock)
+    conv = await store.create_conversation(title="t", member_ids=[a.id], created_by=a.id, now=T0)
+    conversations = Conversations(store, clock, two.profiles)
+    viewer = Principal(subject=a, name="ann")
+    for _ in range(3):
+        found, members = await conversations.visible_with_members(viewer, conv.id)
+        assert (found.id, members) == (conv.id, [a])
+    assert (store.conversation_gets, store.participant_reads) == (1, 1)
+    link = await store.create_share_link(
+        conversation_id=conv.id, created_by=a.id, expires_at=None, now=T0
+    )
+    accounts = Accounts(store, Passwords(), JwtCodec("s" * 32, 60, clock), clock, one.profiles)
+    joined = await accounts.join(link_id=link.id, nickname="guest")
+    _, members = await conversations.visible_with_members(viewer, conv.id)
+    assert members == [a, SubjectRef(SubjectKind.ANONYMOUS, joined.participant.id)]
+    assert (store.conversation_gets, store.participant_reads) == (2, 2)
+    for _ in range(2):
+        assert await two.profiles.conversation("nope") == (None, ())
+    assert store.conversation_gets == 4
 
 
 async def test_while_redis_is_down_the_database_answers_and_nothing_is_cached() -> None:

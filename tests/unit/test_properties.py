@@ -3,7 +3,8 @@
 Each validator refuses only with its own refusal type (never a crash), tokens fail only with
 TokenError, the client address is never taken from past an untrusted hop, the online rule and
 the status shown follow SPEC §3 (invisible never shows), lastSeen never moves back, and the
-per-socket event budget is never exceeded.
+per-socket event budget is never exceeded, and every moment is formatted as ISO-8601 UTC with
+milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ipaddress
 import json
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
@@ -24,7 +25,7 @@ from presence.addresses import client_address
 from presence.api import openapi, parsing
 from presence.auth.tokens import JwtCodec, TokenError, claimed_subject
 from presence.contract.events import INBOUND
-from presence.domain import InvalidInput, ManualStatus, Status, has_control_characters
+from presence.domain import InvalidInput, ManualStatus, Status, has_control_characters, iso
 from presence.policy import LiveState, is_online, last_seen, own_status, visible_status
 from presence.realtime import payloads
 from presence.realtime.limits import TokenBucket
@@ -160,3 +161,18 @@ def test_the_event_budget_is_never_exceeded(gaps: list[float]) -> None:
         now += gap
         allowed += bucket.allow(now)
     assert allowed <= bucket.capacity + (now - started) * bucket.rate + 1e-6
+
+
+@FAST
+@hypothesis.given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(
+        [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+    ),
+)
+def test_iso_is_utc_with_milliseconds_whatever_the_zone(moment: datetime, zone: Any) -> None:
+    """The fast formatter agrees with ``isoformat`` (naive moments are UTC)."""
+    aware = moment.replace(tzinfo=UTC) if zone is None else moment.replace(tzinfo=zone)
+    expected = aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso(moment if zone is None else aware) == expected
+    assert iso(None) is None
