@@ -31,6 +31,7 @@ ALL = [
     "b10_detection",
     "b11_fanout",
     "b12_peer",
+    "b14_service_lookup",
 ]
 # Under two minutes: the counts, and the overhead ratio with a loose bound.
 QUICK = [

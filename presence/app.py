@@ -14,7 +14,16 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.accounts import Accounts
-from presence.api import accounts, console, conversations, health, maintenance, openapi, users
+from presence.api import (
+    accounts,
+    console,
+    conversations,
+    health,
+    maintenance,
+    openapi,
+    service,
+    users,
+)
 from presence.api.context import COMPONENTS, Components
 from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
@@ -23,12 +32,14 @@ from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.auth.cache import VerifiedCache
 from presence.auth.passwords import Passwords
+from presence.auth.services import ServiceRateLimiter, ServiceTokens
 from presence.auth.tokens import JwtCodec
 from presence.clients import redis_client
 from presence.clock import Clock, SystemClock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
+from presence.feed import EventFeed
 from presence.keys import Keys
 from presence.lua import SCRIPTS
 from presence.maintenance.lease import LeaderLease
@@ -45,6 +56,7 @@ from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 from presence.supervisor import Loop, start_supervised
 from presence.throttle import ActivityTracker
+from presence.webhooks import WebhookDeliverer
 from presence.windows import ThrottleWindows
 from presence.write_behind import OnlineWrites
 
@@ -80,6 +92,8 @@ class Tasks:
 
 
 TASKS = web.AppKey("tasks", Tasks)
+# Set when webhooks are configured (PRESENCE_WEBHOOK_URL and PRESENCE_WEBHOOK_SECRET).
+WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
 
 # Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
 MAX_BODY_BYTES = 64 * 1024
@@ -155,6 +169,8 @@ def create_app(
             per_address=settings.auth_failures_per_address,
             per_account=settings.auth_failures_per_account,
         ),
+        service_tokens=ServiceTokens(store, clock),
+        service_limiter=ServiceRateLimiter(redis, keys, metrics, settings.service_rate_limit),
         accounts=Accounts(store, passwords or Passwords(), codec, clock, profiles),
         conversations=Conversations(store, clock, profiles),
         presence=PresenceService(
@@ -173,7 +189,16 @@ def create_app(
             redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s, routes
         ),
         readiness=Readiness(redis, store),
+        feed=EventFeed(
+            redis,
+            keys,
+            clock,
+            metrics,
+            maxlen=settings.events_maxlen,
+            wait_s=settings.events_wait_s,
+        ),
     )
+    components.presence.add_listener(components.feed.on_change)
 
     realtime = RealtimeServer(
         settings=settings,
@@ -220,8 +245,20 @@ def create_app(
     app[REALTIME] = realtime
     app[MAINTENANCE] = Maintenance(lease, sweeper)
     app[RESOURCES] = Resources(redis, store)
+    if settings.webhook_url is not None:
+        app[WEBHOOKS] = WebhookDeliverer(
+            redis,
+            keys,
+            metrics,
+            url=settings.webhook_url,
+            secret=settings.webhook_secret.encode(),
+            consumer=settings.worker_id,
+            timeout_s=settings.webhook_timeout_s,
+            max_backoff_s=settings.webhook_max_backoff_s,
+            claim_after_s=settings.webhook_claim_after_s,
+        )
     realtime.attach(app)
-    for module in (accounts, users, conversations, maintenance, health, openapi, console):
+    for module in (accounts, users, conversations, service, maintenance, health, openapi, console):
         module.add_routes(app)
     # One context per resource, started in this order and stopped in the reverse one.
     app.cleanup_ctx.extend(
@@ -306,11 +343,14 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
         "worker_heartbeat": c.registry.run,
         "grace_finisher": c.presence.run_grace_finisher,
         "write_behind": c.presence.writes.run,
+        "event_feed": c.feed.run,
         "transport_activity": realtime.run_transport_activity,
         "slow_consumer_check": realtime.run_slow_consumer_check,
     }
     if realtime.manager is not None:
         loops["pubsub_probe"] = realtime.manager.run_probe
+    if WEBHOOKS in app:
+        loops["webhooks"] = app[WEBHOOKS].run
     leading: dict[str, Loop] = {
         "maintenance_lease": maintenance.lease.run,
         "sweeper": maintenance.sweeper.run,
@@ -325,6 +365,7 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
     await c.tracker.drain()
     # The online flags and lastSeen of the last transitions, into the database before it closes.
     await c.presence.writes.drain()
+    await c.feed.flush()
     with contextlib.suppress(RedisError):
         await c.registry.leave()
 

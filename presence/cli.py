@@ -1,4 +1,4 @@
-"""``presence serve``, ``presence user create``, ``presence token``."""
+"""``presence serve``, ``presence user create``, ``presence token``, ``presence service-token``."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from presence.accounts import Accounts
 from presence.api.context import COMPONENTS
 from presence.app import create_app
 from presence.auth.passwords import Passwords
+from presence.auth.services import SCOPES, ServiceTokens, parse_scopes
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.config import ConfigError, Settings, load_settings
-from presence.domain import DomainError, Principal, Role, SubjectKind, SubjectRef
+from presence.domain import DomainError, Principal, Role, SubjectKind, SubjectRef, iso
 from presence.logs import configure_logging
-from presence.store.base import StoreError
+from presence.store.base import DuplicateError, StoreError
 from presence.store.mongo import MongoStore
 
 DEMO_ADMIN_EMAIL = "admin@presence.local"
@@ -46,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="print a JWT for an account")
     token.add_argument("--email", required=True)
+
+    service = commands.add_parser("service-token", help="manage the tokens of other services")
+    service_commands = service.add_subparsers(dest="service_command", required=True)
+    made = service_commands.add_parser("create", help="make a token (printed once)")
+    made.add_argument("--name", required=True)
+    made.add_argument(
+        "--scopes", required=True, help=f"comma-separated, some of {', '.join(SCOPES)}"
+    )
+    service_commands.add_parser("list", help="name, scopes and creation time of every token")
+    revoke = service_commands.add_parser("revoke", help="delete a token")
+    revoke.add_argument("--name", required=True)
     return parser
 
 
@@ -73,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return asyncio.run(_account_command(args, settings))
+    except DuplicateError:
+        print("presence: that name is taken", file=sys.stderr)
+        return 1
     except (DomainError, StoreError) as exc:
         print(f"presence: {exc}", file=sys.stderr)
         return 1
@@ -89,7 +104,9 @@ async def _account_command(args: argparse.Namespace, settings: Settings) -> int:
         accounts = Accounts(
             store, Passwords(), JwtCodec(settings.jwt_secret, settings.jwt_ttl_s, clock), clock
         )
-        if args.command == "user":
+        if args.command == "service-token":
+            await _service_token_command(args, ServiceTokens(store, clock))
+        elif args.command == "user":
             user = await accounts.create_user(
                 username=args.username,
                 email=args.email,
@@ -102,6 +119,22 @@ async def _account_command(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await store.close()
     return 0
+
+
+async def _service_token_command(args: argparse.Namespace, tokens: ServiceTokens) -> None:
+    if args.service_command == "create":
+        scopes = parse_scopes(args.scopes)
+        print(await tokens.create(args.name, scopes))
+        print(
+            f"service token {args.name!r} ({', '.join(scopes)}): shown once, keep it secret",
+            file=sys.stderr,
+        )
+    elif args.service_command == "list":
+        for record in await tokens.list():
+            print(f"{record.name}\t{','.join(record.scopes)}\t{iso(record.created_at)}")
+    else:
+        await tokens.revoke(args.name)
+        print(f"revoked service token {args.name!r}")
 
 
 def _serve(settings: Settings) -> int:

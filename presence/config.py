@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
 
@@ -21,6 +21,7 @@ LogFormat = Literal["json", "text"]
 MessageQueue = Literal["routed", "broadcast"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MIN_WEBHOOK_SECRET_BYTES = 32
 _MIN_JWT_SECRET_BYTES = 32
 
 
@@ -61,6 +62,17 @@ class Settings:
     track_requests: bool = True
     auth_failures_per_address: int = 20
     auth_failures_per_account: int = 5
+    # Calls per second one service token may make, across the cluster (presence.auth.services).
+    service_rate_limit: int = 100
+    # The change feed (presence.feed): entries the stream keeps, and how long a read waits.
+    events_maxlen: int = 100_000
+    events_wait_s: float = 25.0
+    # Webhooks (presence.webhooks): on when both the URL and the secret are set.
+    webhook_url: str | None = None
+    webhook_secret: str = field(default="", repr=False)
+    webhook_timeout_s: float = 5.0
+    webhook_max_backoff_s: float = 60.0
+    webhook_claim_after_s: float = 30.0
     trusted_proxies: tuple[Network, ...] = (
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("::1/128"),
@@ -175,6 +187,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         track_requests=reader.boolean("PRESENCE_TRACK_REQUESTS", True),
         auth_failures_per_address=reader.integer("PRESENCE_AUTH_FAILURES_PER_ADDRESS", 20, low=1),
         auth_failures_per_account=reader.integer("PRESENCE_AUTH_FAILURES_PER_ACCOUNT", 5, low=1),
+        service_rate_limit=reader.integer("PRESENCE_SERVICE_RATE_LIMIT", 100, low=1),
+        events_maxlen=reader.integer("PRESENCE_EVENTS_MAXLEN", 100_000, low=1),
+        events_wait_s=reader.duration("PRESENCE_EVENTS_WAIT_S", 25, allow_zero=True),
+        **_webhook_settings(reader, source),
         trusted_proxies=reader.networks("PRESENCE_TRUSTED_PROXIES", "127.0.0.0/8,::1/128"),
         worker_id=source.get("PRESENCE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
         cors_origins=cors,
@@ -188,6 +204,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check_relations(settings)
     return settings
+
+
+def _webhook_settings(reader: _Reader, source: Mapping[str, str]) -> dict[str, Any]:
+    url = reader.optional_str("PRESENCE_WEBHOOK_URL")
+    secret = source.get("PRESENCE_WEBHOOK_SECRET", "")
+    if url is None and not secret:
+        return {}
+    if url is None:
+        raise ConfigError("PRESENCE_WEBHOOK_URL: required with PRESENCE_WEBHOOK_SECRET")
+    if not secret:
+        raise ConfigError("PRESENCE_WEBHOOK_SECRET: required with PRESENCE_WEBHOOK_URL")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("PRESENCE_WEBHOOK_URL: must start with http:// or https://")
+    if len(secret.encode()) < _MIN_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(
+            f"PRESENCE_WEBHOOK_SECRET: must be at least {_MIN_WEBHOOK_SECRET_BYTES} bytes"
+        )
+    return {
+        "webhook_url": url,
+        "webhook_secret": secret,
+        "webhook_timeout_s": reader.duration("PRESENCE_WEBHOOK_TIMEOUT_S", 5),
+        "webhook_max_backoff_s": reader.duration("PRESENCE_WEBHOOK_MAX_BACKOFF_S", 60),
+        "webhook_claim_after_s": reader.duration("PRESENCE_WEBHOOK_CLAIM_AFTER_S", 30),
+    }
 
 
 def _check_relations(s: Settings) -> None:

@@ -134,6 +134,15 @@ class Keys:
         return f"{self.prefix}authfail:{scope}:{identity}"
 
     @property
+    def events(self) -> str:
+        """The change feed: a stream of every announced transition (presence.feed)."""
+        return f"{self.prefix}events"
+
+    def service_calls(self, name: str, second: int) -> str:
+        """Calls of one service token within one second (expires after two)."""
+        return f"{self.prefix}svccalls:{name}:{second}"
+
+    @property
     def counters(self) -> str:
         """Hash of the cluster-wide status counters and ``resetAt`` (epoch ms of the last reset)."""
         return f"{self.prefix}counters"

@@ -144,6 +144,30 @@ class Metrics:
             "presence_pubsub_last_probe_age_seconds",
             "Seconds since this worker last heard its own pub/sub probe",
         )
+        self.events_appended = counter(
+            "presence_events_appended",
+            "Transitions this worker appended to the change feed (the Redis stream)",
+        )
+        self.events_dropped = counter(
+            "presence_events_dropped",
+            "Transitions this worker could not append to the change feed before its backlog "
+            "was full (Redis away for long)",
+        )
+        self.webhook_delivered = counter(
+            "presence_webhook_delivered", "Events this worker delivered to the webhook (2xx)"
+        )
+        self.webhook_failed = counter(
+            "presence_webhook_failed",
+            "Webhook deliveries that failed (refused, timed out, unreachable); each is retried",
+        )
+        self.webhook_retrying = gauge(
+            "presence_webhook_retrying", "Events this worker is retrying right now"
+        )
+        self.webhook_lag = gauge(
+            "presence_webhook_lag",
+            "Events of the feed not yet delivered to the webhook (cluster-wide, as this worker "
+            "last read it)",
+        )
         self.http_duration = histogram(
             "presence_http_request_duration_seconds",
             "HTTP request duration",

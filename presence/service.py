@@ -257,6 +257,22 @@ class PresenceService:
             self._combine(stored[s], live[s], now, own=s == viewer) for s in subjects if s in stored
         ]
 
+    async def lookup(self, ids: Sequence[str]) -> list[tuple[PresenceRecord, bool]]:
+        """The public record of each id that names a user or a guest, in the order asked
+        (each once), and whether the subject has a live connection: one read of Redis and at
+        most one of each collection, whatever the number of ids."""
+        unique = list(dict.fromkeys(ids))
+        subjects = [SubjectRef(kind, i) for i in unique for kind in SubjectKind]
+        stored, live = await self._read(subjects)
+        now = self.clock.now()
+        found = []
+        for subject in subjects:
+            if subject in stored:
+                state = live[subject]
+                record = self._combine(stored[subject], state, now, own=False)
+                found.append((record, state.connections > 0))
+        return found
+
     async def record(
         self, subject: SubjectRef, viewer: SubjectRef | None = None
     ) -> PresenceRecord | None:

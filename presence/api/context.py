@@ -10,11 +10,13 @@ from aiohttp import web
 from presence.accounts import Accounts
 from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
+from presence.auth.services import ServiceRateLimiter, ServiceTokens
 from presence.clock import Clock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
 from presence.domain import Principal
+from presence.feed import EventFeed
 from presence.metrics import Metrics
 from presence.readiness import Readiness
 from presence.registry import WorkerRegistry
@@ -29,6 +31,8 @@ class Components:
     metrics: Metrics
     authenticator: Authenticator
     attempts: AttemptLimiter
+    service_tokens: ServiceTokens
+    service_limiter: ServiceRateLimiter
     accounts: Accounts
     conversations: Conversations
     presence: PresenceService
@@ -36,6 +40,7 @@ class Components:
     counters: ClusterCounters
     registry: WorkerRegistry
     readiness: Readiness
+    feed: EventFeed
 
 
 COMPONENTS = web.AppKey("components", Components)

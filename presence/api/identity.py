@@ -9,6 +9,7 @@ from aiohttp import web
 from presence.addresses import client_address
 from presence.api.context import PRINCIPAL, cached_principal, components
 from presence.auth.authenticator import AuthError
+from presence.auth.services import looks_like_service_token
 from presence.domain import Forbidden, Principal, Unauthorized
 
 
@@ -24,6 +25,9 @@ async def caller(request: web.Request) -> Principal:
             scheme, _, token = bearer.strip().partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise AuthError("bad_scheme", "expected 'Authorization: Bearer <token>'")
+            if looks_like_service_token(token.strip()):
+                await c.service_tokens.verify(token.strip())
+                raise Forbidden("a service token cannot act as a person", "wrong_principal")
             principal = await c.authenticator.from_jwt(token.strip())
         elif session is not None:
             principal = await c.authenticator.from_session_token(session.strip())
@@ -55,6 +59,9 @@ async def admin(request: web.Request) -> Principal:
         c.metrics.auth_failures.labels(reason="missing").inc()
         raise Unauthorized("admin token required", "auth_required")
     try:
+        if looks_like_service_token(token.strip()):
+            await c.service_tokens.verify(token.strip())
+            raise Forbidden("a service token cannot act as a person", "wrong_principal")
         principal = await c.authenticator.from_jwt(token.strip())
     except AuthError as exc:
         c.metrics.auth_failures.labels(reason=exc.reason).inc()

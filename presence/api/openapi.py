@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from presence import __version__
-from presence.api import accounts, conversations, health, maintenance, users
+from presence.api import accounts, conversations, health, maintenance, service, users
 from presence.api.parsing import DECLARED, Handler
 from presence.api.responses import json_response
 from presence.contract import events, http
@@ -58,6 +58,8 @@ _RESPONSES: list[type[BaseModel]] = [
     http.Conversation,
     http.ShareLink,
     http.ConversationPresence,
+    http.ServicePresenceList,
+    http.EventPage,
     http.Stats,
     http.StatusMetrics,
     http.Health,
@@ -79,6 +81,7 @@ def _schemas() -> dict[str, Schema]:
 HANDLER = "handler"
 _BEARER: list[Schema] = [{"bearer": []}]
 _ANY_AUTH: list[Schema] = [{"bearer": []}, {"session": []}]
+_SERVICE: list[Schema] = [{"service": []}]
 _STR = {"type": "string"}
 _PRESENCE_LIST = _ref("PresenceList")
 _ME = {"oneOf": [_ref("UserProfile"), _ref("ParticipantProfile")]}
@@ -210,6 +213,42 @@ PATHS: dict[str, Schema] = {
             parameters=[_path_param("conversationId")],
         )
     },
+    "/api/service/presence": {
+        "post": _op(
+            service.service_presence,
+            "Presence of up to 1 000 users and guests by id, with whether each is connected "
+            "(service token, scope presence:read; never activity)",
+            {
+                "200": _json(_ok(_ref("ServicePresenceList")), "presence"),
+                **_errors(400, 401, 403, 413, 429),
+            },
+            security=_SERVICE,
+        )
+    },
+    "/api/service/events": {
+        "get": _op(
+            service.service_events,
+            "The change feed: announced transitions after a cursor, waiting up to "
+            "PRESENCE_EVENTS_WAIT_S (25 s) when there is none yet (scope events:read)",
+            {"200": _json(_ok(_ref("EventPage")), "events"), **_errors(400, 401, 403, 429)},
+            security=_SERVICE,
+            parameters=[
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"},
+                    "description": "the last event id received (none: from the oldest kept)",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
+        )
+    },
     "/maintenance/stats": {
         "get": _op(
             maintenance.stats,
@@ -271,6 +310,37 @@ def _events() -> Schema:
     return {"path": "/socket.io", "clientToServer": inbound, "serverToClient": outbound}
 
 
+def _webhooks() -> Schema:
+    """What presence POSTs to ``PRESENCE_WEBHOOK_URL`` (one event of the feed per request)."""
+
+    def header(name: str, description: str) -> Schema:
+        schema = {"type": "string"}
+        return {"name": name, "in": "header", "required": True, "schema": schema,
+                "description": description}  # fmt: skip
+
+    return {
+        "presenceEvent": {
+            "post": {
+                "summary": "One announced transition of the change feed (at least once)",
+                "parameters": [
+                    header(
+                        "X-Presence-Signature",
+                        "sha256=<hex HMAC-SHA256 of the body with PRESENCE_WEBHOOK_SECRET>",
+                    ),
+                    header("X-Presence-Event-Id", "the event's id in the feed (drop repeats)"),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("FeedEvent")}},
+                },
+                "responses": {
+                    "2XX": {"description": "received; anything else is retried with back-off"}
+                },
+            }
+        }
+    }
+
+
 def document() -> Schema:
     return {
         "openapi": "3.1.0",
@@ -282,12 +352,18 @@ def document() -> Schema:
             }
             for path, operations in PATHS.items()
         },
+        "webhooks": _webhooks(),
         "x-socketio": _events(),
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "session": {"type": "apiKey", "in": "header", "name": "X-Session-Token"},
+                "service": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a service token (presence service-token create)",
+                },
             },
         },
     }

@@ -60,6 +60,14 @@ class ShareLinkBody(Body):
     )
 
 
+MAX_SERVICE_IDS = 1000
+
+
+class ServicePresenceBody(Body):
+    # More than MAX_SERVICE_IDS is refused with its own code (too_many_ids), by the handler.
+    ids: Annotated[list[Id], Field(min_length=1, json_schema_extra={"maxItems": MAX_SERVICE_IDS})]
+
+
 class UserStatusBody(Body):
     user_id: Name
     is_online: StrictBool
@@ -78,6 +86,34 @@ class Presence(Shape):
     status: Status
     last_active_at: datetime | None
     last_seen: datetime | None
+
+
+class ServicePresence(Presence):
+    """What a service sees: the public record, and whether the subject has a live connection
+    (invisible included: a push service must not push to someone who is reading)."""
+
+    connected: bool
+
+
+class ServicePresenceList(Shape):
+    users: list[ServicePresence]
+
+
+class FeedEvent(Shape):
+    """One announced transition, as everyone but the subject saw it."""
+
+    id: str
+    subject_id: str
+    is_anonymous: bool
+    status: Status
+    is_online: bool
+    at: datetime
+
+
+class EventPage(Shape):
+    events: list[FeedEvent]
+    # The cursor to ask with next time (the last event's id, or the one asked with).
+    next: str
 
 
 class OwnPresence(Presence):

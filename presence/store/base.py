@@ -49,6 +49,16 @@ class ConversationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceTokenRecord:
+    """A service's credential: only the SHA-256 of the token is kept."""
+
+    name: str
+    token_hash: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ShareLinkRecord:
     id: str
     conversation_id: str
@@ -148,6 +158,19 @@ class ConversationStore(Protocol):
     async def get_share_link(self, link_id: str) -> ShareLinkRecord | None: ...
 
 
+class ServiceTokenStore(Protocol):
+    async def create_service_token(self, record: ServiceTokenRecord) -> None:
+        """Raises :class:`DuplicateError` when the name is taken."""
+
+    async def find_service_token(self, token_hash: str) -> ServiceTokenRecord | None: ...
+
+    async def list_service_tokens(self) -> list[ServiceTokenRecord]:
+        """Every token, by name."""
+
+    async def delete_service_token(self, name: str) -> bool:
+        """False when no token has that name."""
+
+
 class PresenceStore(Protocol):
     async def record_activity(
         self, subject: SubjectRef, at: datetime, *, mark_online: bool
@@ -193,6 +216,13 @@ class MaintenanceStore(FencingStore, PresenceStore, Protocol):
 
 
 class Store(
-    Lifecycle, UserStore, ParticipantStore, ConversationStore, PresenceStore, FencingStore, Protocol
+    Lifecycle,
+    UserStore,
+    ParticipantStore,
+    ConversationStore,
+    PresenceStore,
+    FencingStore,
+    ServiceTokenStore,
+    Protocol,
 ):
     """Everything a worker keeps in the database."""

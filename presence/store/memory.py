@@ -14,6 +14,7 @@ from presence.store.base import (
     DuplicateError,
     OnlineChange,
     ParticipantRecord,
+    ServiceTokenRecord,
     ShareLinkRecord,
     StoredPresence,
     Sweep,
@@ -45,6 +46,7 @@ class MemoryStore:
         self._links: dict[str, ShareLinkRecord] = {}
         self._presence: dict[SubjectRef, _PresenceFields] = {}
         self._leader_epoch = 0
+        self._service_tokens: dict[str, ServiceTokenRecord] = {}
 
     async def ping(self) -> None:
         return None
@@ -221,3 +223,23 @@ class MemoryStore:
             fields.epoch, fields.swept_by, fields.swept_at = epoch, worker_id, at
             written += 1
         return written
+
+    async def create_service_token(self, record: ServiceTokenRecord) -> None:
+        taken = record.name in self._service_tokens or any(
+            t.token_hash == record.token_hash for t in self._service_tokens.values()
+        )
+        if taken:
+            raise DuplicateError(f"service token {record.name!r} exists")
+        self._service_tokens[record.name] = record
+
+    async def find_service_token(self, token_hash: str) -> ServiceTokenRecord | None:
+        for record in self._service_tokens.values():
+            if record.token_hash == token_hash:
+                return record
+        return None
+
+    async def list_service_tokens(self) -> list[ServiceTokenRecord]:
+        return [self._service_tokens[name] for name in sorted(self._service_tokens)]
+
+    async def delete_service_token(self, name: str) -> bool:
+        return self._service_tokens.pop(name, None) is not None

@@ -1,61 +1,35 @@
 """MongoDB store through PyMongo's native asyncio client (``AsyncMongoClient``).
 
 Every driver error becomes :class:`StoreError` (a duplicate key :class:`DuplicateError`), in
-one place (:func:`_driver_errors_translated`), so callers count and retry instead of crashing.
+one place (:func:`presence.store.mongo_errors.driver_errors_translated`), so callers count and
+retry instead of crashing.
 Times are stored as BSON dates (millisecond precision, UTC).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
 from presence.store.base import (
     ConversationRecord,
-    DuplicateError,
     OnlineChange,
     ParticipantRecord,
     ShareLinkRecord,
     StoredPresence,
-    StoreError,
     Sweep,
     UserRecord,
 )
+from presence.store.mongo_errors import driver_errors_translated
+from presence.store.mongo_services import MongoServiceTokens
 
 Doc = Mapping[str, Any]
-C = TypeVar("C", bound=type)
-
-
-def _translated(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(*args, **kwargs)
-        except DuplicateKeyError as exc:
-            raise DuplicateError("already exists") from exc
-        except PyMongoError as exc:
-            raise StoreError(str(exc)) from exc
-
-    return call
-
-
-def _driver_errors_translated(cls: C) -> C:
-    """Every coroutine method of ``cls`` raises StoreError for a driver error, never the
-    driver's own exception."""
-    for name, member in list(vars(cls).items()):
-        # Public methods only: the private helpers run inside them.
-        if inspect.iscoroutinefunction(member) and not name.startswith("_"):
-            setattr(cls, name, _translated(member))
-    return cls
 
 
 def _user(doc: Doc) -> UserRecord:
@@ -111,8 +85,8 @@ def _presence_fields() -> dict[str, Any]:
     }
 
 
-@_driver_errors_translated
-class MongoStore:
+@driver_errors_translated
+class MongoStore(MongoServiceTokens):
     def __init__(
         self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
     ) -> None:
@@ -126,6 +100,7 @@ class MongoStore:
         self._conversations: AsyncCollection[dict[str, Any]] = db["conversations"]
         self._links: AsyncCollection[dict[str, Any]] = db["share_links"]
         self._leases: AsyncCollection[dict[str, Any]] = db["leases"]
+        self._service_tokens: AsyncCollection[dict[str, Any]] = db["service_tokens"]
         self._db = db
 
     @classmethod
@@ -151,6 +126,7 @@ class MongoStore:
         await self._participants.create_index("sessionTokenHash", unique=True)
         await self._participants.create_index("conversationId")
         await self._conversations.create_index("memberIds")
+        await self._service_tokens.create_index("tokenHash", unique=True)
 
     async def close(self) -> None:
         await self._client.close()

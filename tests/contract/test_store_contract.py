@@ -12,7 +12,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, from_epoch
-from presence.store.base import DuplicateError, OnlineChange, Store
+from presence.store.base import DuplicateError, OnlineChange, ServiceTokenRecord, Store
 from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 
@@ -213,3 +213,23 @@ async def test_sweep_writes_are_fenced_by_epoch(store: Store) -> None:
     assert await store.sweep_offline(batch, epoch=3, worker_id="w2", at=T0) == 2
     both = await store.get_presence([subject, other])
     assert [both[s].is_online for s in (subject, other)] == [False, False]
+
+
+async def test_service_tokens_by_hash_unique_names_and_hashes(store: Store) -> None:
+    push = ServiceTokenRecord("push", "a" * 64, ("presence:read",), T0)
+    feed = ServiceTokenRecord("feed", "b" * 64, ("events:read", "presence:read"), T0)
+    await store.create_service_token(push)
+    await store.create_service_token(feed)
+    assert await store.find_service_token("b" * 64) == feed
+    assert await store.find_service_token("c" * 64) is None
+    for taken in (
+        ServiceTokenRecord("push", "c" * 64, ("events:read",), T0),
+        ServiceTokenRecord("other", "a" * 64, ("events:read",), T0),
+    ):
+        with pytest.raises(DuplicateError):
+            await store.create_service_token(taken)
+    assert await store.list_service_tokens() == [feed, push]
+    assert await store.delete_service_token("push") is True
+    assert await store.delete_service_token("push") is False
+    assert await store.find_service_token("a" * 64) is None
+    assert await store.list_service_tokens() == [feed]

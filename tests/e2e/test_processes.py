@@ -123,6 +123,61 @@ def test_three_worker_processes_share_throttle_and_counters(
     assert [w.process.returncode for w in workers] == [0, 0, 0]
 
 
+def _presence(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "presence", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_service_token_commands_as_an_operator_uses_them(
+    tmp_path: Path, redis_url: str, mongo_url: str
+) -> None:
+    """``presence service-token create/list/revoke`` against the real database, the token used
+    on a real worker: printed once, listed without it, refused once revoked."""
+    env = clean_env(**service_env(redis_url, mongo_url))
+    [worker] = start_ready_workers(env, tmp_path, 1)
+    try:
+        user = register_over_http(worker.url, "ann")
+        _, me = http("GET", worker.url + "/api/users/me", headers=user)
+        made = _presence(env, "service-token", "create", "--name", "push", "--scopes",
+                         "presence:read")  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()
+        assert token.startswith("psv_") and "shown once" in made.stderr
+        service = {"Authorization": f"Bearer {token}"}
+        status, body = http("POST", worker.url + "/api/service/presence",
+                            {"ids": [me["data"]["id"]]}, headers=service)  # fmt: skip
+        assert status == 200 and body["data"]["users"][0]["status"] == "online", body
+        listed = _presence(env, "service-token", "list")
+        assert listed.returncode == 0
+        assert listed.stdout.splitlines()[0].split("\t")[:2] == ["push", "presence:read"]
+        assert token not in listed.stdout
+        again = _presence(env, "service-token", "create", "--name", "push", "--scopes",
+                          "events:read")  # fmt: skip
+        assert (again.returncode, again.stderr.strip()) == (1, "presence: that name is taken")
+        bad = _presence(env, "service-token", "create", "--name", "x", "--scopes", "root")
+        assert bad.returncode == 1 and "scopes must be some of" in bad.stderr
+        revoked = _presence(env, "service-token", "revoke", "--name", "push")
+        assert revoked.returncode == 0, revoked.stderr
+        gone = _presence(env, "service-token", "revoke", "--name", "push")
+        assert gone.returncode == 1 and "no service token is named" in gone.stderr
+        assert _presence(env, "service-token", "list").stdout == ""
+        deadline = time.monotonic() + 10  # RECHECK_S on the worker that verified it
+        while time.monotonic() < deadline:
+            status, body = http("POST", worker.url + "/api/service/presence",
+                                {"ids": [me["data"]["id"]]}, headers=service)  # fmt: skip
+            if status == 401:
+                break
+            time.sleep(0.25)
+        assert (status, body["error"]["code"]) == (401, "invalid_service_token")
+    finally:
+        worker.stop()
+
+
 def test_operator_commands_explain_what_they_need(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "presence", "token", "--email", "x@example.test"],

@@ -27,6 +27,7 @@ SCENARIOS = {
     9: "Property-based and schema fuzzing",
     10: "Privacy",
     11: "kill -9 of the Redis master under load (Sentinel, Cluster)",
+    12: "Webhook receiver down 30 s, a delivering worker killed",
 }
 
 

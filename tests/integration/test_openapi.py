@@ -124,6 +124,16 @@ async def test_real_responses_match_the_served_document(make_cluster: ClusterFac
         headers=admin,
         json={"userId": "nobody", "isOnline": True},
     )
+    tokens = cluster[0].c.service_tokens
+    service = {
+        "Authorization": f"Bearer {await tokens.create('all', ('presence:read', 'events:read'))}"
+    }
+    await r.call("POST", "/api/service/presence", headers=service, json={"ids": [bob_id, "x"]})
+    await r.call("POST", "/api/service/presence", headers=ann, json={"ids": [bob_id]})
+    await r.call("POST", "/api/service/presence", headers=service, json={"ids": []})
+    await r.call("GET", "/api/service/events?limit=5", headers=service)
+    await r.call("GET", "/api/service/events?after=x", headers=service)
+    await r.call("GET", "/api/service/events")
     await r.call("GET", "/healthz")
     await r.call("GET", "/readyz")
     await r.call("GET", "/metrics")

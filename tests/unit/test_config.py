@@ -75,6 +75,27 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_REDIS_URL": "redis+cluster://n1:7000/0"}, "PRESENCE_REDIS_URL"),
         ({"PRESENCE_REDIS_BUCKETS": "0"}, "PRESENCE_REDIS_BUCKETS"),
         ({"PRESENCE_MONGO_URL": "http://mongo"}, "PRESENCE_MONGO_URL"),
+        ({"PRESENCE_SERVICE_RATE_LIMIT": "0"}, "PRESENCE_SERVICE_RATE_LIMIT"),
+        ({"PRESENCE_EVENTS_MAXLEN": "0"}, "PRESENCE_EVENTS_MAXLEN"),
+        ({"PRESENCE_EVENTS_WAIT_S": "-1"}, "PRESENCE_EVENTS_WAIT_S"),
+        ({"PRESENCE_WEBHOOK_URL": "http://hooks.test/x"}, "PRESENCE_WEBHOOK_SECRET"),
+        ({"PRESENCE_WEBHOOK_SECRET": "s" * 32}, "PRESENCE_WEBHOOK_URL"),
+        (
+            {"PRESENCE_WEBHOOK_URL": "hooks.test", "PRESENCE_WEBHOOK_SECRET": "s" * 32},
+            "PRESENCE_WEBHOOK_URL",
+        ),
+        (
+            {"PRESENCE_WEBHOOK_URL": "http://hooks.test", "PRESENCE_WEBHOOK_SECRET": "s" * 31},
+            "PRESENCE_WEBHOOK_SECRET",
+        ),
+        (
+            {
+                "PRESENCE_WEBHOOK_URL": "http://h.test",
+                "PRESENCE_WEBHOOK_SECRET": "s" * 32,
+                "PRESENCE_WEBHOOK_CLAIM_AFTER_S": "0",
+            },
+            "PRESENCE_WEBHOOK_CLAIM_AFTER_S",
+        ),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(env: dict[str, str], variable: str) -> None:
@@ -103,6 +124,33 @@ def test_the_write_behind_and_the_profile_cache_are_set_by_their_variables() -> 
         }
     )
     assert (tuned.write_behind_s, tuned.profile_cache_size, tuned.profile_cache_ttl_s) == (1, 0, 0)
+
+
+def test_the_service_api_feed_and_webhooks_are_set_by_their_variables() -> None:
+    default = load_settings({})
+    assert (default.service_rate_limit, default.events_maxlen, default.events_wait_s) == (
+        100,
+        100_000,
+        25.0,
+    )
+    assert (default.webhook_url, default.webhook_secret) == (None, "")
+    tuned = load_settings(
+        {
+            "PRESENCE_SERVICE_RATE_LIMIT": "7",
+            "PRESENCE_EVENTS_MAXLEN": "50",
+            "PRESENCE_EVENTS_WAIT_S": "0",
+            "PRESENCE_WEBHOOK_URL": "https://hooks.test/presence",
+            "PRESENCE_WEBHOOK_SECRET": "s" * 32,
+            "PRESENCE_WEBHOOK_TIMEOUT_S": "2",
+            "PRESENCE_WEBHOOK_MAX_BACKOFF_S": "10",
+            "PRESENCE_WEBHOOK_CLAIM_AFTER_S": "3",
+        }
+    )
+    assert (tuned.service_rate_limit, tuned.events_maxlen, tuned.events_wait_s) == (7, 50, 0)
+    assert tuned.webhook_url == "https://hooks.test/presence"
+    assert (tuned.webhook_timeout_s, tuned.webhook_max_backoff_s) == (2, 10)
+    assert tuned.webhook_claim_after_s == 3
+    assert "s" * 32 not in repr(tuned)
 
 
 def test_one_service_url_without_the_other_is_refused() -> None:

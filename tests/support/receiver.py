@@ -1,0 +1,70 @@
+"""A real HTTP server that receives webhooks, records them, and can be stopped and started again
+on the same port (a receiver outage, for real)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from devstack.servers import free_port
+
+
+@dataclass
+class Delivery:
+    event_id: str
+    signature: str
+    body: bytes
+
+    @property
+    def event(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+
+@dataclass
+class Receiver:
+    secret: bytes
+    port: int = field(default_factory=free_port)
+    deliveries: list[Delivery] = field(default_factory=list)
+    refusing: bool = False  # answer 503 instead of recording
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        if self.refusing:
+            return web.Response(status=503)
+        self.deliveries.append(
+            Delivery(
+                request.headers.get("X-Presence-Event-Id", ""),
+                request.headers.get("X-Presence-Signature", ""),
+                await request.read(),
+            )
+        )
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def verified(self, delivery: Delivery) -> bool:
+        expected = "sha256=" + hmac.new(self.secret, delivery.body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, delivery.signature)
+
+    def event_ids(self) -> list[str]:
+        return [d.event_id for d in self.deliveries]
