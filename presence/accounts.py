@@ -80,7 +80,8 @@ class Accounts:
         user = await self._store.find_user_by_email(email)
         # Verify even when the account is unknown, so both failures take the same time.
         ok = await self._passwords.verify(None if user is None else user.password_hash, password)
-        if user is None or not ok:
+        # A user the platform provisioned has no password here: it logs in at the platform.
+        if user is None or not user.password_hash or not ok:
             raise Unauthorized("wrong email or password", "invalid_credentials")
         if not user.is_active:
             raise Unauthorized("account is deactivated", "inactive_user")

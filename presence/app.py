@@ -18,6 +18,7 @@ from presence.api import (
     accounts,
     console,
     conversations,
+    directory,
     health,
     maintenance,
     openapi,
@@ -32,6 +33,7 @@ from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.auth.cache import VerifiedCache
 from presence.auth.passwords import Passwords
+from presence.auth.platform import PlatformKeys, PlatformTokens
 from presence.auth.services import ServiceRateLimiter, ServiceTokens
 from presence.auth.tokens import JwtCodec
 from presence.clients import redis_client
@@ -39,6 +41,7 @@ from presence.clock import Clock, SystemClock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
+from presence.directory import Directory
 from presence.feed import EventFeed
 from presence.keys import Keys
 from presence.lua import SCRIPTS
@@ -95,8 +98,9 @@ TASKS = web.AppKey("tasks", Tasks)
 # Set when webhooks are configured (PRESENCE_WEBHOOK_URL and PRESENCE_WEBHOOK_SECRET).
 WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
 
-# Every body we accept is a few hundred bytes; 64 KiB leaves room and bounds memory per request.
-MAX_BODY_BYTES = 64 * 1024
+# The largest body any handler takes (a directory import); each handler has its own, smaller
+# bound (presence.api.parsing), 64 KiB unless it says otherwise.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 # How often start-up retries index creation while MongoDB is not answering yet.
 INDEX_RETRY_S = 2.0
 
@@ -161,7 +165,12 @@ def create_app(
         clock=clock,
         metrics=metrics,
         authenticator=Authenticator(
-            store, codec, clock, VerifiedCache(capacity=settings.auth_cache_size)
+            store,
+            codec,
+            clock,
+            VerifiedCache(capacity=settings.auth_cache_size),
+            platform=_platform_tokens(settings, metrics),
+            provision=settings.jwt_provision,
         ),
         attempts=AttemptLimiter(
             redis,
@@ -197,6 +206,7 @@ def create_app(
             maxlen=settings.events_maxlen,
             wait_s=settings.events_wait_s,
         ),
+        directory=Directory(store, profiles, clock),
     )
     components.presence.add_listener(components.feed.on_change)
 
@@ -212,6 +222,7 @@ def create_app(
         routes=routes,
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
+    components.directory.add_listener(realtime.live_directory)
     # Redis forgot everything: the cache's generations with it (before the reassertion reads).
     components.registry.on_forgotten.append(_as_coroutine(profiles.clear))
     components.registry.on_forgotten.append(realtime.reassert)
@@ -258,7 +269,8 @@ def create_app(
             claim_after_s=settings.webhook_claim_after_s,
         )
     realtime.attach(app)
-    for module in (accounts, users, conversations, service, maintenance, health, openapi, console):
+    routed = (accounts, users, conversations, service, directory, maintenance, health, openapi)
+    for module in (*routed, console):
         module.add_routes(app)
     # One context per resource, started in this order and stopped in the reverse one.
     app.cleanup_ctx.extend(
@@ -331,6 +343,25 @@ async def _message_queue_context(app: web.Application) -> AsyncIterator[None]:
     realtime.start()
     yield
     await realtime.stop()
+
+
+def _platform_tokens(settings: Settings, metrics: Metrics) -> PlatformTokens | None:
+    """The host platform's tokens, when its identity provider's JWKS URL is set."""
+    if settings.jwt_jwks_url is None:
+        return None
+    keys = PlatformKeys(
+        settings.jwt_jwks_url,
+        metrics,
+        ttl_s=settings.jwt_jwks_ttl_s,
+        refresh_after_s=settings.jwt_jwks_refresh_s,
+    )
+    return PlatformTokens(
+        keys,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        subject_claim=settings.jwt_subject_claim,
+        name_claim=settings.jwt_name_claim,
+    )
 
 
 async def _background_context(app: web.Application) -> AsyncIterator[None]:

@@ -41,6 +41,15 @@ class Settings:
     mongo_max_batch: int = 100
     jwt_secret: str = field(default="", repr=False)
     jwt_ttl_s: float = 86400.0
+    # The host platform's tokens (presence.auth.platform): on when the JWKS URL is set.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_subject_claim: str = "sub"
+    jwt_name_claim: str = "name"
+    jwt_provision: bool = False
+    jwt_jwks_ttl_s: float = 300.0
+    jwt_jwks_refresh_s: float = 30.0
     throttle_interval_s: float = 60.0
     maintenance_interval_s: float = 15.0
     offline_threshold_s: float = 300.0
@@ -168,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mongo_max_batch=reader.integer("PRESENCE_MONGO_MAX_BATCH", 100, low=1, high=100_000),
         jwt_secret=jwt_secret,
         jwt_ttl_s=reader.duration("PRESENCE_JWT_TTL_S", 86400),
+        **_platform_settings(reader),
         throttle_interval_s=reader.duration("PRESENCE_THROTTLE_INTERVAL_S", 60),
         maintenance_interval_s=reader.duration("PRESENCE_MAINTENANCE_INTERVAL_S", 15),
         offline_threshold_s=reader.duration("PRESENCE_OFFLINE_THRESHOLD_S", 300),
@@ -204,6 +214,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     _check_relations(settings)
     return settings
+
+
+def _platform_settings(reader: _Reader) -> dict[str, Any]:
+    url = reader.optional_str("PRESENCE_JWT_JWKS_URL")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError("PRESENCE_JWT_JWKS_URL: must start with http:// or https://")
+    provision = reader.boolean("PRESENCE_JWT_PROVISION", False)
+    if provision and url is None:
+        raise ConfigError("PRESENCE_JWT_PROVISION: needs PRESENCE_JWT_JWKS_URL")
+    return {
+        "jwt_jwks_url": url,
+        "jwt_issuer": reader.optional_str("PRESENCE_JWT_ISSUER"),
+        "jwt_audience": reader.optional_str("PRESENCE_JWT_AUDIENCE"),
+        "jwt_subject_claim": reader.name("PRESENCE_JWT_SUBJECT_CLAIM", "sub"),
+        "jwt_name_claim": reader.name("PRESENCE_JWT_NAME_CLAIM", "name"),
+        "jwt_provision": provision,
+        "jwt_jwks_ttl_s": reader.duration("PRESENCE_JWT_JWKS_TTL_S", 300),
+        "jwt_jwks_refresh_s": reader.duration("PRESENCE_JWT_JWKS_REFRESH_S", 30, allow_zero=True),
+    }
 
 
 def _webhook_settings(reader: _Reader, source: Mapping[str, str]) -> dict[str, Any]:

@@ -56,6 +56,11 @@ class Conversations:
         conversation, _ = await self.visible_with_members(viewer, conversation_id)
         return conversation
 
+    async def record(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation, whoever asks (the worker's cache)."""
+        conversation, _ = await self._profiles.conversation(conversation_id)
+        return conversation
+
     async def visible_with_members(
         self, viewer: Principal, conversation_id: str
     ) -> tuple[ConversationRecord, list[SubjectRef]]:

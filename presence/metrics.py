@@ -153,6 +153,11 @@ class Metrics:
             "Transitions this worker could not append to the change feed before its backlog "
             "was full (Redis away for long)",
         )
+        self.jwks_fetches = counter(
+            "presence_jwks_fetches",
+            "Fetches of the identity provider's key set (PRESENCE_JWT_JWKS_URL), by outcome",
+            "outcome",
+        )
         self.webhook_delivered = counter(
             "presence_webhook_delivered", "Events this worker delivered to the webhook (2xx)"
         )

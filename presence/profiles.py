@@ -51,7 +51,9 @@ class _Copy:
     generation: int
     loaded_at: float  # monotonic
     stored: StoredPresence | None = None
-    conversations: tuple[ConversationRecord, ...] | None = None
+    # A subject's conversations by id: their records (members change) come from the
+    # conversations' own copies, each checked against the conversation's generation.
+    conversations: tuple[str, ...] | None = None
     guests: tuple[str, ...] | None = None
     conversation: ConversationRecord | None = None  # a conversation's own record
 
@@ -189,18 +191,41 @@ class Profiles:
         return read
 
     async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
-        """A user's conversations, or the one a guest belongs to (one Redis read for the
-        generation; the database only when the copy is cold)."""
+        """A user's conversations, or the one a guest belongs to: which ones from the
+        subject's copy (one Redis read for its generation), their records from the
+        conversations' copies (one more for theirs); the database only for cold copies."""
         generation = await self._generation(subject)
         copy = self._copies.fresh(subject, generation)
         if copy is not None and copy.conversations is not None:
             self._metrics.profile_cache.labels(result="hit").inc()
-            return list(copy.conversations)
+            return await self.conversations(copy.conversations)
         self._metrics.profile_cache.labels(result="miss").inc()
         conversations = await self._read_conversations(subject)
         if (copy := self._keep(subject, generation)) is not None:
-            copy.conversations = tuple(conversations)
+            copy.conversations = tuple(c.id for c in conversations)
         return conversations
+
+    async def conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
+        """The records of these conversations that exist, in order, each from its copy while
+        the copy holds the conversation's current generation (read before any database read,
+        so a change made meanwhile makes the copy cold, never a stale copy look fresh)."""
+        ids = list(conversation_ids)
+        if not ids:
+            return []
+        generations = await self._generations([conversation_member(c) for c in ids])
+        found: list[ConversationRecord] = []
+        for conversation_id, generation in zip(ids, generations, strict=True):
+            copy = self._guests.fresh(conversation_id, generation)
+            if copy is not None and copy.conversation is not None:
+                found.append(copy.conversation)
+                continue
+            record = await self._store.get_conversation(conversation_id)
+            if record is None:
+                continue
+            if (copy := self._guests.keep(conversation_id, generation)) is not None:
+                copy.conversation = record
+            found.append(record)
+        return found
 
     async def _read_conversations(self, subject: SubjectRef) -> list[ConversationRecord]:
         if not subject.is_anonymous:

@@ -15,6 +15,7 @@ from presence.clock import Clock
 from presence.config import Settings
 from presence.conversations import Conversations
 from presence.counters import ClusterCounters
+from presence.directory import Directory
 from presence.domain import Principal
 from presence.feed import EventFeed
 from presence.metrics import Metrics
@@ -41,6 +42,7 @@ class Components:
     registry: WorkerRegistry
     readiness: Readiness
     feed: EventFeed
+    directory: Directory
 
 
 COMPONENTS = web.AppKey("components", Components)

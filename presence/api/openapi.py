@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from presence import __version__
-from presence.api import accounts, conversations, health, maintenance, service, users
+from presence.api import accounts, conversations, directory, health, maintenance, service, users
 from presence.api.parsing import DECLARED, Handler
 from presence.api.responses import json_response
 from presence.contract import events, http
@@ -60,6 +60,8 @@ _RESPONSES: list[type[BaseModel]] = [
     http.ConversationPresence,
     http.ServicePresenceList,
     http.EventPage,
+    http.DirectoryOutcome,
+    http.DirectoryBatchOutcome,
     http.Stats,
     http.StatusMetrics,
     http.Health,
@@ -247,6 +249,51 @@ PATHS: dict[str, Schema] = {
                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                 },
             ],
+        )
+    },
+    "/api/service/users/{userId}": {
+        "put": _op(
+            directory.put_user,
+            "Create or update one of the platform's users (scope directory:write); a "
+            "deactivated user's sockets are closed on every worker",
+            {
+                "200": _json(_ok(_ref("DirectoryOutcome")), "stored"),
+                **_errors(400, 401, 403, 413, 429),
+            },
+            security=_SERVICE,
+            parameters=[_path_param("userId")],
+        )
+    },
+    "/api/service/conversations/{conversationId}": {
+        "put": _op(
+            directory.put_conversation,
+            "Create or replace one of the platform's conversations, up to 100 000 members "
+            "(scope directory:write); added members' sockets join its room, removed ones leave",
+            {
+                "200": _json(_ok(_ref("DirectoryOutcome")), "stored"),
+                **_errors(400, 401, 403, 413, 429),
+            },
+            security=_SERVICE,
+            parameters=[_path_param("conversationId")],
+        ),
+        "delete": _op(
+            directory.delete_conversation,
+            "Delete one of the platform's conversations (scope directory:write)",
+            {"200": _json(_ref("Acknowledged"), "deleted"), **_errors(401, 403, 404, 429)},
+            security=_SERVICE,
+            parameters=[_path_param("conversationId")],
+        ),
+    },
+    "/api/service/conversations:batch": {
+        "post": _op(
+            directory.put_conversations,
+            "Create or replace many conversations at once, up to 100 000 memberships in all "
+            "(an initial import; scope directory:write)",
+            {
+                "200": _json(_ok(_ref("DirectoryBatchOutcome")), "stored"),
+                **_errors(400, 401, 403, 413, 429),
+            },
+            security=_SERVICE,
         )
     },
     "/maintenance/stats": {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from presence.domain import Principal
+from presence.domain import Principal, SubjectRef
 
 # Deactivation must bite within 60 s (SPEC §6.2); half of it leaves room for clock and load.
 RECHECK_S = 30.0
@@ -49,6 +49,12 @@ class VerifiedCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+
+    def forget(self, subject: SubjectRef) -> None:
+        """Drop every credential of the subject (it was deactivated): its next request is
+        checked against the database."""
+        for key in [k for k, e in self._entries.items() if e.principal.subject == subject]:
+            del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -68,8 +68,33 @@ class ServicePresenceBody(Body):
     ids: Annotated[list[Id], Field(min_length=1, json_schema_extra={"maxItems": MAX_SERVICE_IDS})]
 
 
+MAX_DIRECTORY_MEMBERS = 100_000
+MAX_BATCH_CONVERSATIONS = 1000
+
+
+class DirectoryUserBody(Body):
+    username: Name
+    is_active: StrictBool = True
+
+
+class DirectoryConversationBody(Body):
+    title: Title
+    # Each a URL-safe id; more than the maximum is refused with its own code (too_many_members).
+    member_ids: Annotated[list[Id], Field(json_schema_extra={"maxItems": MAX_DIRECTORY_MEMBERS})]
+
+
+class DirectoryConversation(DirectoryConversationBody):
+    id: Id
+
+
+class DirectoryBatchBody(Body):
+    conversations: Annotated[
+        list[DirectoryConversation], Field(min_length=1, max_length=MAX_BATCH_CONVERSATIONS)
+    ]
+
+
 class UserStatusBody(Body):
-    user_id: Name
+    user_id: Id
     is_online: StrictBool
 
 
@@ -97,6 +122,19 @@ class ServicePresence(Presence):
 
 class ServicePresenceList(Shape):
     users: list[ServicePresence]
+
+
+class DirectoryOutcome(Shape):
+    created: bool
+    added: Count
+    removed: Count
+
+
+class DirectoryBatchOutcome(Shape):
+    conversations: Count
+    created: Count
+    added: Count
+    removed: Count
 
 
 class FeedEvent(Shape):

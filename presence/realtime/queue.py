@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -33,6 +34,10 @@ DEAF_AFTER_S = 3 * PROBE_INTERVAL_S
 PROBE_METHOD = "presence:probe"
 # Every probe carries this; the listener tells probes by it without decoding them.
 _PROBE_MARK = b'"probe": true'
+# A message for every worker itself rather than for its sockets (a directory change); told by
+# this mark without decoding the others, like probes.
+DIRECTORY_METHOD = "presence:directory"
+_DIRECTORY_MARK = b'"method": "presence:directory"'
 # The longest pause between two attempts to subscribe again: a failover takes seconds.
 MAX_RETRY_S = 2.0
 # How long a shutdown waits for the listener to stop.
@@ -63,6 +68,8 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
         self._listener: Redis | None = None  # the listener's own client
         self.redis: Redis | None = None  # the publisher's client
         self.connected = False
+        # Called on every worker with what :meth:`tell_workers` sent (this one's included).
+        self.on_directory: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     # -- what subclasses decide ------------------------------------------------------------------
 
@@ -109,6 +116,20 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
                     extra={"redis_exception": str(exc)},
                 )  # fmt: skip
         return False
+
+    async def tell_workers(self, payload: dict[str, Any]) -> None:
+        """Hand ``payload`` to :attr:`on_directory` on every live worker, this one first."""
+        message = {"method": DIRECTORY_METHOD, "host_id": self.host_id, "payload": payload}
+        await self._handle_directory(message)
+        await self._publish(message)
+
+    async def _handle_directory(self, message: dict[str, Any]) -> None:
+        if self.on_directory is None:
+            return
+        try:
+            await self.on_directory(message["payload"])
+        except Exception:  # one bad change must not stop the listener
+            self._get_logger().exception("applying a directory change failed")
 
     # -- listening -------------------------------------------------------------------------------
 
@@ -164,6 +185,11 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
                     self._last_heard = time.monotonic()
                 continue  # a probe (another worker's, on a shared channel): nothing to do
             self._metrics.pubsub_received.inc()
+            if isinstance(message, bytes) and _DIRECTORY_MARK in message:
+                data = json.loads(message)
+                if data.get("host_id") != self.host_id:  # this worker applied it already
+                    await self._handle_directory(data)
+                continue
             yield message
 
     # -- the probe -------------------------------------------------------------------------------

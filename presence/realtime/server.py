@@ -30,6 +30,7 @@ from presence.realtime.admission import Admission, LocalConnection
 from presence.realtime.broadcast import Broadcaster
 from presence.realtime.handlers import EventHandlers
 from presence.realtime.manager import BroadcastRedisManager
+from presence.realtime.membership import LiveDirectory
 from presence.realtime.protocol import MAX_MESSAGE_BYTES, BoundedServer, Refused, quiet_logger
 from presence.realtime.queue import ProbedQueue
 from presence.realtime.refusals import (
@@ -111,6 +112,9 @@ class RealtimeServer:
             sio=self.sio, conversations=conversations, presence=presence, metrics=metrics
         )
         presence.add_listener(self._broadcaster.on_change)
+        self.live_directory = LiveDirectory(
+            self.sio, self.manager, authenticator, conversations, presence
+        )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)

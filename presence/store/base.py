@@ -108,9 +108,17 @@ class Lifecycle(Protocol):
 
 class UserStore(Protocol):
     async def create_user(
-        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+        self,
+        *,
+        username: str,
+        email: str,
+        password_hash: str,
+        role: Role,
+        now: datetime,
+        user_id: str | None = None,
     ) -> UserRecord:
-        """Raise :class:`DuplicateError` when the (case-folded) email is taken."""
+        """Raise :class:`DuplicateError` when the (case-folded) email or the id is taken.
+        ``user_id`` is the host platform's id of a provisioned user (generated when None)."""
 
     async def get_user(self, user_id: str) -> UserRecord | None: ...
 
@@ -156,6 +164,24 @@ class ConversationStore(Protocol):
     ) -> ShareLinkRecord: ...
 
     async def get_share_link(self, link_id: str) -> ShareLinkRecord | None: ...
+
+
+class DirectoryStore(Protocol):
+    """The host platform's users and conversations, pushed in by a directory sync."""
+
+    async def put_user(
+        self, *, user_id: str, username: str, is_active: bool, email: str, now: datetime
+    ) -> UserRecord | None:
+        """Create or update the user (no password: it logs in at the platform; ``email`` is
+        its placeholder, used only on creation). Returns what it was before (None: new)."""
+
+    async def put_conversation(
+        self, *, conversation_id: str, title: str, member_ids: Sequence[str], now: datetime
+    ) -> tuple[str, ...] | None:
+        """Create or replace the conversation; returns its members before (None: new)."""
+
+    async def delete_conversation(self, conversation_id: str) -> tuple[str, ...] | None:
+        """Returns the members it had (None: there was none)."""
 
 
 class ServiceTokenStore(Protocol):
@@ -223,6 +249,7 @@ class Store(
     PresenceStore,
     FencingStore,
     ServiceTokenStore,
+    DirectoryStore,
     Protocol,
 ):
     """Everything a worker keeps in the database."""

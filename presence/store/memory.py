@@ -58,12 +58,19 @@ class MemoryStore:
         return None
 
     async def create_user(
-        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+        self,
+        *,
+        username: str,
+        email: str,
+        password_hash: str,
+        role: Role,
+        now: datetime,
+        user_id: str | None = None,
     ) -> UserRecord:
         folded = email.casefold()
-        if any(u.email == folded for u in self._users.values()):
-            raise DuplicateError("email already registered")
-        user = UserRecord(_new_id(), username, folded, password_hash, role, True, now)
+        if any(u.email == folded for u in self._users.values()) or user_id in self._users:
+            raise DuplicateError("email or id already registered")
+        user = UserRecord(user_id or _new_id(), username, folded, password_hash, role, True, now)
         self._users[user.id] = user
         self._presence[SubjectRef(SubjectKind.USER, user.id)] = _PresenceFields()
         return user
@@ -243,3 +250,32 @@ class MemoryStore:
 
     async def delete_service_token(self, name: str) -> bool:
         return self._service_tokens.pop(name, None) is not None
+
+    async def put_user(
+        self, *, user_id: str, username: str, is_active: bool, email: str, now: datetime
+    ) -> UserRecord | None:
+        before = self._users.get(user_id)
+        if before is None:
+            folded = email.casefold()
+            if any(u.email == folded for u in self._users.values()):
+                raise DuplicateError("email already registered")
+            user = UserRecord(user_id, username, folded, "", Role.USER, is_active, now)
+            self._presence[SubjectRef(SubjectKind.USER, user_id)] = _PresenceFields()
+        else:
+            user = dataclasses.replace(before, username=username, is_active=is_active)
+        self._users[user_id] = user
+        return before
+
+    async def put_conversation(
+        self, *, conversation_id: str, title: str, member_ids: Sequence[str], now: datetime
+    ) -> tuple[str, ...] | None:
+        before = self._conversations.get(conversation_id)
+        created = (before.created_by, before.created_at) if before else ("directory", now)
+        self._conversations[conversation_id] = ConversationRecord(
+            conversation_id, title, tuple(member_ids), *created
+        )
+        return None if before is None else before.member_ids
+
+    async def delete_conversation(self, conversation_id: str) -> tuple[str, ...] | None:
+        before = self._conversations.pop(conversation_id, None)
+        return None if before is None else before.member_ids

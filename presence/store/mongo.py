@@ -26,22 +26,11 @@ from presence.store.base import (
     Sweep,
     UserRecord,
 )
+from presence.store.mongo_directory import MongoDirectory, user_record
 from presence.store.mongo_errors import driver_errors_translated
 from presence.store.mongo_services import MongoServiceTokens
 
 Doc = Mapping[str, Any]
-
-
-def _user(doc: Doc) -> UserRecord:
-    return UserRecord(
-        id=doc["_id"],
-        username=doc["username"],
-        email=doc["email"],
-        password_hash=doc["passwordHash"],
-        role=Role(doc.get("role", "user")),
-        is_active=bool(doc.get("isActive", True)),
-        created_at=doc["createdAt"],
-    )
 
 
 def _participant(doc: Doc) -> ParticipantRecord:
@@ -86,7 +75,7 @@ def _presence_fields() -> dict[str, Any]:
 
 
 @driver_errors_translated
-class MongoStore(MongoServiceTokens):
+class MongoStore(MongoServiceTokens, MongoDirectory):
     def __init__(
         self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
     ) -> None:
@@ -132,10 +121,17 @@ class MongoStore(MongoServiceTokens):
         await self._client.close()
 
     async def create_user(
-        self, *, username: str, email: str, password_hash: str, role: Role, now: datetime
+        self,
+        *,
+        username: str,
+        email: str,
+        password_hash: str,
+        role: Role,
+        now: datetime,
+        user_id: str | None = None,
     ) -> UserRecord:
         doc = {
-            "_id": str(ObjectId()),
+            "_id": user_id or str(ObjectId()),
             "username": username,
             "email": email.casefold(),
             "passwordHash": password_hash,
@@ -145,7 +141,7 @@ class MongoStore(MongoServiceTokens):
             **_presence_fields(),
         }
         await self._users.insert_one(doc)
-        return _user(doc)
+        return user_record(doc)
 
     async def _update(self, coll: AsyncCollection[dict[str, Any]], query: Doc, update: Doc) -> bool:
         result = await coll.update_one(query, update)
@@ -153,11 +149,11 @@ class MongoStore(MongoServiceTokens):
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         doc = await self._users.find_one({"_id": user_id})
-        return None if doc is None else _user(doc)
+        return None if doc is None else user_record(doc)
 
     async def find_user_by_email(self, email: str) -> UserRecord | None:
         doc = await self._users.find_one({"email": email.casefold()})
-        return None if doc is None else _user(doc)
+        return None if doc is None else user_record(doc)
 
     async def set_user_active(self, user_id: str, active: bool) -> bool:
         return await self._update(self._users, {"_id": user_id}, {"$set": {"isActive": active}})

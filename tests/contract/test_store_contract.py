@@ -233,3 +233,41 @@ async def test_service_tokens_by_hash_unique_names_and_hashes(store: Store) -> N
     assert await store.delete_service_token("push") is False
     assert await store.find_service_token("a" * 64) is None
     assert await store.list_service_tokens() == [feed]
+
+
+async def test_directory_puts_are_idempotent_upserts_that_say_what_was_there(
+    store: Store,
+) -> None:
+    assert (
+        await store.put_user(
+            user_id="plat-1", username="Ada", is_active=True, email="a@platform.invalid", now=T0
+        )
+        is None
+    )
+    before = await store.put_user(
+        user_id="plat-1", username="Ada L.", is_active=False, email="a@platform.invalid", now=T0
+    )
+    assert before is not None and (before.username, before.is_active) == ("Ada", True)
+    user = await store.get_user("plat-1")
+    assert user is not None
+    assert (user.username, user.is_active, user.password_hash) == ("Ada L.", False, "")
+    subject = SubjectRef(SubjectKind.USER, "plat-1")
+    assert (await store.get_presence([subject]))[subject].manual_status is ManualStatus.ONLINE
+
+    assert (
+        await store.put_conversation(
+            conversation_id="team-1", title="Team", member_ids=["plat-1", "plat-2"], now=T0
+        )
+        is None
+    )
+    assert await store.put_conversation(
+        conversation_id="team-1", title="Team!", member_ids=["plat-2", "plat-3"], now=T0
+    ) == ("plat-1", "plat-2")
+    found = await store.get_conversation("team-1")
+    assert found is not None
+    assert (found.title, found.member_ids) == ("Team!", ("plat-2", "plat-3"))
+    assert [c.id for c in await store.list_conversations("plat-3")] == ["team-1"]
+    assert await store.list_conversations("plat-1") == []
+    assert await store.delete_conversation("team-1") == ("plat-2", "plat-3")
+    assert await store.delete_conversation("team-1") is None
+    assert await store.get_conversation("team-1") is None

@@ -24,6 +24,7 @@ from tests.fault.report import Row
 from tests.fault.sideeffects import Watch
 from tests.fault.stack import Stack
 from tests.support.accounts import call, conversation, register
+from tests.support.identity_provider import IdentityProvider, new_key
 from tests.support.processes import scrape
 from tests.support.sio import Listener
 
@@ -43,15 +44,46 @@ def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = 
     )
 
 
-def hs_by_hand(claims: dict[str, Any], key: str, alg: str) -> str:
+def hs_by_hand(claims: dict[str, Any], key: str, alg: str, kid: str | None = None) -> str:
     """Signed without PyJWT's guard rails: a public key as an HMAC secret (the key-confusion
     forgery), or an algorithm the service does not accept."""
-    signing_input = ".".join(
-        [b64(json.dumps({"alg": alg, "typ": "JWT"}).encode()), b64(json.dumps(claims).encode())]
-    )
+    header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
+    if kid is not None:
+        header["kid"] = kid
+    signing_input = ".".join([b64(json.dumps(header).encode()), b64(json.dumps(claims).encode())])
     digest_of = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]
     digest = hmac.new(key.encode(), signing_input.encode(), digest_of).digest()
     return f"{signing_input}.{b64(digest)}"
+
+
+def platform_matrix(provider: IdentityProvider, victim: str) -> dict[str, Any]:
+    """Tokens naming the victim that claim to come from the host platform (its JWKS is
+    configured): algorithm confusion with its published keys, a made-up key, another issuer."""
+    rsa_key = provider.keys[0]
+    ec_key = provider.keys[1]
+    now = int(time.time())
+    claims = {"sub": victim, "iss": provider.issuer, "aud": provider.audience, "iat": now,
+              "exp": now + 3600}  # fmt: skip
+    public_pem = rsa_key.public_pem().decode()
+    return {
+        "platform: HS256 signed with its published RSA key": hs_by_hand(
+            claims, public_pem, "HS256", kid=rsa_key.kid
+        ),
+        "platform: alg none naming its key": unsigned({"alg": "none", "kid": rsa_key.kid}, claims),
+        "platform: ES256 header on its RSA key": jwt.encode(
+            claims, ec_key.private, algorithm="ES256", headers={"kid": rsa_key.kid}
+        ),
+        "platform: RS256 header on its EC key": jwt.encode(
+            claims, rsa_key.private, algorithm="RS256", headers={"kid": ec_key.kid}
+        ),
+        "platform: a key it never published": jwt.encode(
+            claims, new_key("RSA").private, algorithm="RS256", headers={"kid": "made-up"}
+        ),
+        "platform: another issuer": provider.token(victim, iss="https://evil.test"),
+        "platform: another audience": provider.token(victim, aud="someone-else"),
+        "platform: expired": provider.token(victim, lifetime_s=-120),
+        "platform: unknown user (no provisioning)": provider.token("platform-nobody"),
+    }
 
 
 def jwt_matrix(victim: str, inactive: str) -> dict[str, Any]:
@@ -186,7 +218,11 @@ async def test_jwt_matrix_refused_without_side_effects(stack: Stack, row: Row) -
         "every bad JWT (alg none in 4 spellings, RS256 header, HS256 signed with a public key,"
         " HS512, wrong key, expired, not yet valid, no exp, no sub, non-string sub, tampered"
         " payload, truncated signature, 64 KiB, garbage, unknown user, deactivated user, token"
-        " as list/object) sent over REST, in the handshake and in a late authenticate"
+        " as list/object; and, with a host platform's JWKS configured, tokens naming the victim"
+        " as its: HS256 signed with its published RSA key, alg none naming its key, ES256 on its"
+        " RSA key, RS256 on its EC key, a key it never published, another issuer or audience,"
+        " expired, an unknown user without provisioning) sent over REST, in the handshake and"
+        " in a late authenticate"
     )
     row.checked = (
         "each refused with a 4xx JSON error / connect_error / error event; Redis MONITOR shows no"
@@ -196,6 +232,13 @@ async def test_jwt_matrix_refused_without_side_effects(stack: Stack, row: Row) -
         stack.settings[f"PRESENCE_{name.upper()}"] = value
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ADDRESS"] = "100000"
     stack.settings["PRESENCE_AUTH_FAILURES_PER_ACCOUNT"] = "100000"
+    provider = IdentityProvider()
+    provider.rotate("EC")
+    provider.keys.reverse()  # the RSA key first, the EC key second
+    await provider.start()
+    stack.settings["PRESENCE_JWT_JWKS_URL"] = provider.jwks_url
+    stack.settings["PRESENCE_JWT_ISSUER"] = provider.issuer
+    stack.settings["PRESENCE_JWT_AUDIENCE"] = provider.audience
     workers = await stack.start_workers(1)
     url = workers[0].url
     victim, inactive = await register(url, "victim"), await register(url, "inactive")
@@ -205,7 +248,7 @@ async def test_jwt_matrix_refused_without_side_effects(stack: Stack, row: Row) -
     )
     await client.close()
     assert done.modified_count == 1
-    matrix = jwt_matrix(victim.id, inactive.id)
+    matrix = jwt_matrix(victim.id, inactive.id) | platform_matrix(provider, victim.id)
 
     async def attempt(token: Any) -> tuple[int, Any, Any, Any]:
         return await refused_everywhere(url, token, header="Authorization", auth_key="token")
@@ -213,8 +256,15 @@ async def test_jwt_matrix_refused_without_side_effects(stack: Stack, row: Row) -
     async def control() -> None:
         status, _ = await call("GET", f"{url}/api/users/me", None, victim.bearer)
         assert status == 200
+        # The platform's genuinely signed token for the victim's id is accepted.
+        platform = {"Authorization": f"Bearer {provider.token(victim.id)}"}
+        status, _ = await call("GET", f"{url}/api/users/me", None, platform)
+        assert status == 200
 
-    await assert_refused_without_trace(stack, row, matrix, attempt, control)
+    try:
+        await assert_refused_without_trace(stack, row, matrix, attempt, control)
+    finally:
+        await provider.stop()
 
 
 @pytest.mark.scenario(7)

@@ -134,6 +134,24 @@ async def test_real_responses_match_the_served_document(make_cluster: ClusterFac
     await r.call("GET", "/api/service/events?limit=5", headers=service)
     await r.call("GET", "/api/service/events?after=x", headers=service)
     await r.call("GET", "/api/service/events")
+    sync = {"Authorization": f"Bearer {await tokens.create('sync', ('directory:write',))}"}
+    await r.call("PUT", "/api/service/users/plat-1", headers=sync, json={"username": "P"})
+    await r.call("PUT", "/api/service/users/a%20b", headers=sync, json={"username": "P"})
+    await r.call(
+        "PUT",
+        "/api/service/conversations/team-1",
+        headers=sync,
+        json={"title": "T", "memberIds": ["plat-1", bob_id]},
+    )
+    await r.call("PUT", "/api/service/conversations/team-2", headers=service, json={})
+    await r.call(
+        "POST",
+        "/api/service/conversations:batch",
+        headers=sync,
+        json={"conversations": [{"id": "team-3", "title": "T", "memberIds": ["plat-1"]}]},
+    )
+    await r.call("DELETE", "/api/service/conversations/team-1", headers=sync)
+    await r.call("DELETE", "/api/service/conversations/team-1", headers=sync)
     await r.call("GET", "/healthz")
     await r.call("GET", "/readyz")
     await r.call("GET", "/metrics")

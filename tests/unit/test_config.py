@@ -76,6 +76,10 @@ def test_durations_accept_fractions_so_tests_can_shrink_timers() -> None:
         ({"PRESENCE_REDIS_BUCKETS": "0"}, "PRESENCE_REDIS_BUCKETS"),
         ({"PRESENCE_MONGO_URL": "http://mongo"}, "PRESENCE_MONGO_URL"),
         ({"PRESENCE_SERVICE_RATE_LIMIT": "0"}, "PRESENCE_SERVICE_RATE_LIMIT"),
+        ({"PRESENCE_JWT_JWKS_URL": "login.test/jwks"}, "PRESENCE_JWT_JWKS_URL"),
+        ({"PRESENCE_JWT_PROVISION": "true"}, "PRESENCE_JWT_PROVISION"),
+        ({"PRESENCE_JWT_SUBJECT_CLAIM": "user id"}, "PRESENCE_JWT_SUBJECT_CLAIM"),
+        ({"PRESENCE_JWT_JWKS_TTL_S": "0"}, "PRESENCE_JWT_JWKS_TTL_S"),
         ({"PRESENCE_EVENTS_MAXLEN": "0"}, "PRESENCE_EVENTS_MAXLEN"),
         ({"PRESENCE_EVENTS_WAIT_S": "-1"}, "PRESENCE_EVENTS_WAIT_S"),
         ({"PRESENCE_WEBHOOK_URL": "http://hooks.test/x"}, "PRESENCE_WEBHOOK_SECRET"),
@@ -151,6 +155,33 @@ def test_the_service_api_feed_and_webhooks_are_set_by_their_variables() -> None:
     assert (tuned.webhook_timeout_s, tuned.webhook_max_backoff_s) == (2, 10)
     assert tuned.webhook_claim_after_s == 3
     assert "s" * 32 not in repr(tuned)
+
+
+def test_the_platform_token_settings_are_read_from_their_variables() -> None:
+    default = load_settings({})
+    assert (default.jwt_jwks_url, default.jwt_issuer, default.jwt_audience) == (None, None, None)
+    assert (default.jwt_subject_claim, default.jwt_name_claim, default.jwt_provision) == (
+        "sub",
+        "name",
+        False,
+    )
+    tuned = load_settings(
+        {
+            **SERVICES,
+            "PRESENCE_JWT_JWKS_URL": "https://login.platform.test/.well-known/jwks.json",
+            "PRESENCE_JWT_ISSUER": "https://login.platform.test",
+            "PRESENCE_JWT_AUDIENCE": "presence",
+            "PRESENCE_JWT_SUBJECT_CLAIM": "uid",
+            "PRESENCE_JWT_NAME_CLAIM": "preferred_username",
+            "PRESENCE_JWT_PROVISION": "true",
+            "PRESENCE_JWT_JWKS_TTL_S": "60",
+            "PRESENCE_JWT_JWKS_REFRESH_S": "0",
+        }
+    )
+    assert tuned.jwt_jwks_url == "https://login.platform.test/.well-known/jwks.json"
+    assert (tuned.jwt_issuer, tuned.jwt_audience) == ("https://login.platform.test", "presence")
+    assert (tuned.jwt_subject_claim, tuned.jwt_name_claim) == ("uid", "preferred_username")
+    assert (tuned.jwt_provision, tuned.jwt_jwks_ttl_s, tuned.jwt_jwks_refresh_s) == (True, 60, 0)
 
 
 def test_one_service_url_without_the_other_is_refused() -> None:
