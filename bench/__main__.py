@@ -32,6 +32,7 @@ ALL = [
     "b11_fanout",
     "b12_peer",
     "b14_service_lookup",
+    "b15_directory_import",
 ]
 # Under two minutes: the counts, and the overhead ratio with a loose bound.
 QUICK = [

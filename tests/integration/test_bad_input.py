@@ -24,6 +24,9 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
     cid = (await resp.json())["data"]["id"]
     resp = await client.post(f"/api/conversations/{cid}/share-links", headers=user)
     link = (await resp.json())["data"]["id"]
+    tokens = cluster[0].c.service_tokens
+    reader = {"Authorization": f"Bearer {await tokens.create('r', ('presence:read',))}"}
+    sync = {"Authorization": f"Bearer {await tokens.create('s', ('directory:write',))}"}
 
     bodies: list[tuple[str, str, dict[str, str], list[Any]]] = [
         (
@@ -83,7 +86,34 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
             ],
         ),
         ("POST", "/maintenance/user-status", admin, [{"userId": 1, "isOnline": True}]),
+        ("POST", "/api/service/presence", reader, [{}, {"ids": "a"}, {"ids": [1]}, {"ids": []}]),
     ]
+    # The directory takes member lists of up to 100 000 ids: bodies up to 16 MiB.
+    imports: list[tuple[str, str, dict[str, str], list[Any]]] = [
+        ("PUT", "/api/service/users/u-1", sync, [{}, {"username": 1}, {"username": "x",
+                                                                     "isActive": "no"}]),
+        ("PUT", "/api/service/users/a%20b", sync, [{"username": "x"}]),
+        ("PUT", "/api/service/conversations/c-1", sync, [
+            {"title": "t"}, {"title": "t", "memberIds": "abc"}, {"title": "t", "memberIds": [1]},
+            {"title": "t", "memberIds": ["not url safe"]},
+            {"title": "t", "memberIds": [f"m{i}" for i in range(100_001)]},
+        ]),
+        ("POST", "/api/service/conversations:batch", sync, [
+            {}, {"conversations": []},
+            {"conversations": [{"id": "ok", "title": "t", "memberIds": []},
+                               {"id": "not ok", "title": "t", "memberIds": []}]},
+        ]),
+    ]  # fmt: skip
+    for method, path, headers, wrong_types in imports:
+        for raw in (b"{oops", b"[1, 2]", b"null"):
+            resp = await client.request(method, path, data=raw, headers=headers)
+            assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_json")
+        for body in wrong_types:
+            resp = await client.request(method, path, json=body, headers=headers)
+            assert resp.status == 400, (path, body)
+    # A refused batch stored nothing, not even its valid first conversation.
+    assert await cluster[0].store.get_conversation("ok") is None
+    assert await cluster[0].store.get_conversation("c-1") is None
     for method, path, headers, wrong_types in bodies:
         for raw in (b"{oops", b"\xff\xfe", b"[1, 2]", b'"text"', b"null"):
             resp = await client.request(method, path, data=raw, headers=headers)
@@ -101,7 +131,7 @@ async def test_every_endpoint_answers_bad_input_with_a_clear_error(
     queries = [
         ("GET", "/api/users/presence", user, 400),
         ("GET", "/api/users/presence?ids=", user, 400),
-        ("GET", "/api/conversations/" + "x" * 65 + "/presence", user, 400),
+        ("GET", "/api/conversations/" + "x" * 129 + "/presence", user, 400),
         ("GET", "/api/conversations/x%00y/presence", user, 400),
         ("GET", "/api/nothing-here", {}, 404),
         ("DELETE", "/api/users/me", user, 405),
