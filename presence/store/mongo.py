@@ -18,7 +18,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
 from presence.store.base import (
-    ConversationRecord,
     OnlineChange,
     ParticipantRecord,
     ShareLinkRecord,
@@ -26,6 +25,7 @@ from presence.store.base import (
     Sweep,
     UserRecord,
 )
+from presence.store.mongo_conversations import MongoConversations
 from presence.store.mongo_directory import MongoDirectory, user_record
 from presence.store.mongo_errors import driver_errors_translated
 from presence.store.mongo_services import MongoServiceTokens
@@ -41,16 +41,6 @@ def _participant(doc: Doc) -> ParticipantRecord:
         nickname=doc["nickname"],
         is_active=bool(doc.get("isActive", True)),
         joined_at=doc["joinedAt"],
-    )
-
-
-def _conversation(doc: Doc) -> ConversationRecord:
-    return ConversationRecord(
-        id=doc["_id"],
-        title=doc["title"],
-        member_ids=tuple(doc["memberIds"]),
-        created_by=doc["createdBy"],
-        created_at=doc["createdAt"],
     )
 
 
@@ -75,7 +65,7 @@ def _presence_fields() -> dict[str, Any]:
 
 
 @driver_errors_translated
-class MongoStore(MongoServiceTokens, MongoDirectory):
+class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
     def __init__(
         self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
     ) -> None:
@@ -87,6 +77,7 @@ class MongoStore(MongoServiceTokens, MongoDirectory):
         self._users: AsyncCollection[dict[str, Any]] = db["users"]
         self._participants: AsyncCollection[dict[str, Any]] = db["anonymous_participants"]
         self._conversations: AsyncCollection[dict[str, Any]] = db["conversations"]
+        self._memberships: AsyncCollection[dict[str, Any]] = db["memberships"]
         self._links: AsyncCollection[dict[str, Any]] = db["share_links"]
         self._leases: AsyncCollection[dict[str, Any]] = db["leases"]
         self._service_tokens: AsyncCollection[dict[str, Any]] = db["service_tokens"]
@@ -114,7 +105,7 @@ class MongoStore(MongoServiceTokens, MongoDirectory):
             await coll.create_index([("isOnline", ASCENDING), ("lastActiveAt", ASCENDING)])
         await self._participants.create_index("sessionTokenHash", unique=True)
         await self._participants.create_index("conversationId")
-        await self._conversations.create_index("memberIds")
+        await self._ensure_membership_indexes()
         await self._service_tokens.create_index("tokenHash", unique=True)
 
     async def close(self) -> None:
@@ -204,29 +195,6 @@ class MongoStore(MongoServiceTokens, MongoDirectory):
             sort=[("joinedAt", ASCENDING), ("_id", ASCENDING)],
         ).to_list()
         return [_participant(d) for d in docs]
-
-    async def create_conversation(
-        self, *, title: str, member_ids: Sequence[str], created_by: str, now: datetime
-    ) -> ConversationRecord:
-        doc = {
-            "_id": str(ObjectId()),
-            "title": title,
-            "memberIds": list(member_ids),
-            "createdBy": created_by,
-            "createdAt": now,
-        }
-        await self._conversations.insert_one(doc)
-        return _conversation(doc)
-
-    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        doc = await self._conversations.find_one({"_id": conversation_id})
-        return None if doc is None else _conversation(doc)
-
-    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
-        docs = await self._conversations.find(
-            {"memberIds": user_id}, sort=[("createdAt", ASCENDING), ("_id", ASCENDING)]
-        ).to_list()
-        return [_conversation(d) for d in docs]
 
     async def create_share_link(
         self, *, conversation_id: str, created_by: str, expires_at: datetime | None, now: datetime

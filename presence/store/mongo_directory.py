@@ -3,7 +3,7 @@ under the platform's own ids, each an idempotent upsert that says what was there
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -59,29 +59,3 @@ class MongoDirectory:
                 if attempt:  # a concurrent first put of the same id made it: update it now
                     raise
         raise AssertionError("unreachable")
-
-    async def put_conversation(
-        self, *, conversation_id: str, title: str, member_ids: Sequence[str], now: datetime
-    ) -> tuple[str, ...] | None:
-        update = {
-            "$set": {"title": title, "memberIds": list(member_ids)},
-            "$setOnInsert": {"createdBy": "directory", "createdAt": now},
-        }
-        for attempt in range(2):
-            try:
-                before = await self._conversations.find_one_and_update(
-                    {"_id": conversation_id},
-                    update,
-                    upsert=True,
-                    return_document=ReturnDocument.BEFORE,
-                )
-                return None if before is None else tuple(before["memberIds"])
-            except DuplicateKeyError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def delete_conversation(self, conversation_id: str) -> tuple[str, ...] | None:
-        # No projection: FerretDB's findAndModify does not take one.
-        before = await self._conversations.find_one_and_delete({"_id": conversation_id})
-        return None if before is None else tuple(before["memberIds"])

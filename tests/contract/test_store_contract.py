@@ -271,3 +271,43 @@ async def test_directory_puts_are_idempotent_upserts_that_say_what_was_there(
     assert await store.delete_conversation("team-1") == ("plat-2", "plat-3")
     assert await store.delete_conversation("team-1") is None
     assert await store.get_conversation("team-1") is None
+
+
+async def test_a_large_conversation_is_found_from_each_member(store: Store) -> None:
+    members = [f"member-{i}" for i in range(5000)]
+    await store.put_conversation(conversation_id="big", title="All", member_ids=members, now=T0)
+    for member in ("member-0", "member-2500", "member-4999"):
+        assert [c.id for c in await store.list_conversations(member)] == ["big"]
+    found = await store.get_conversation("big")
+    assert found is not None and len(found.member_ids) == 5000
+    await store.put_conversation(
+        conversation_id="big", title="All", member_ids=members[:10], now=T0
+    )
+    assert await store.list_conversations("member-4999") == []
+
+
+async def test_conversations_stored_before_memberships_existed_are_found_after_a_start(
+    mongo_url: str,
+) -> None:
+    """An older deployment's conversations carry only their member list: the first start of
+    this version derives their memberships."""
+    name = f"c_{uuid.uuid4().hex[:10]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    try:
+        await client[name]["conversations"].insert_one(
+            {
+                "_id": "old",
+                "title": "t",
+                "memberIds": ["a", "b"],
+                "createdBy": "a",
+                "createdAt": T0,
+            }
+        )
+        store = MongoStore(client, name)
+        await store.ensure_indexes()
+        await store.ensure_indexes()  # idempotent
+        assert [c.id for c in await store.list_conversations("b")] == ["old"]
+        assert await client[name]["memberships"].count_documents({}) == 2
+    finally:
+        await client.drop_database(name)
+        await client.close()
