@@ -153,6 +153,14 @@ class Metrics:
             "Transitions this worker could not append to the change feed before its backlog "
             "was full (Redis away for long)",
         )
+        self.resyncs = counter(
+            "presence_resyncs",
+            "Times this worker resent every socket its snapshot after its pub/sub listener "
+            "heard again",
+        )
+        self.resync_sockets = counter(
+            "presence_resync_sockets", "Resync snapshots this worker sent (one per socket)"
+        )
         self.jwks_fetches = counter(
             "presence_jwks_fetches",
             "Fetches of the identity provider's key set (PRESENCE_JWT_JWKS_URL), by outcome",

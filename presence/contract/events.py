@@ -65,6 +65,9 @@ class Authenticated(Shape):
 
 class PresenceSnapshot(Shape):
     users: list[AnyPresence]
+    # True when it replaces what the socket knew: its worker may have missed transitions
+    # (its pub/sub listener was interrupted), so the client starts again from this.
+    resync: bool = False
 
 
 class PresenceState(Shape):

@@ -130,14 +130,21 @@ class Admission:
         }
         await self.sio.reply(sid, "authenticated", {"success": True, "user": user})
         try:
-            shared = await self.conversations.shared_with(principal, conversations)
-            records = await self.presence.records(
-                sorted(shared, key=lambda s: s.member), viewer=principal.subject
-            )
+            users = await self.snapshot(principal, conversations)
         except (RedisError, StoreError):
             log.warning("no snapshot for a new connection", extra={"sid": sid})
             return
-        await self.sio.reply(sid, "presence:snapshot", {"users": [r.to_json() for r in records]})
+        await self.sio.reply(sid, "presence:snapshot", {"users": users})
+
+    async def snapshot(
+        self, principal: Principal, conversations: list[ConversationRecord] | None = None
+    ) -> list[dict[str, object]]:
+        """Everyone the principal shares a conversation with, and itself, as it sees them."""
+        shared = await self.conversations.shared_with(principal, conversations)
+        records = await self.presence.records(
+            sorted(shared, key=lambda s: s.member), viewer=principal.subject
+        )
+        return [r.to_json() for r in records]
 
 
 def _header_credentials(environ: dict[str, Any]) -> payloads.Credentials | None:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import time
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -70,6 +71,13 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
         self.connected = False
         # Called on every worker with what :meth:`tell_workers` sent (this one's included).
         self.on_directory: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        # Called when the listener hears again after it may have missed messages: it
+        # subscribed again, or its probe came back after a deafness (see _heard_again).
+        self.on_heard_again: Callable[[], Awaitable[None]] | None = None
+        self._subscriptions = 0
+        self._deaf_since_subscription = 0  # the subscription a deafness began under
+        self._resyncing: asyncio.Task[None] | None = None
+        self._resync_again = False
 
     # -- what subclasses decide ------------------------------------------------------------------
 
@@ -145,6 +153,7 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
             client = self._listener = redis_client(self._config)
             # A ClusterPubSub in Cluster mode; both speak what is used here.
             pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+            self._watch_reconnections(pubsub)
             channels = self.listening_channels()
             try:
                 if sharded:
@@ -159,6 +168,9 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
                 self._metrics.pubsub_channels.set(len(channels))
                 await self.on_subscribed()
                 self._listening = True
+                self._subscriptions += 1
+                if self._subscriptions > 1:  # messages sent while it was away are lost
+                    self._heard_again()
                 retry_s = 0.25
                 while True:
                     message = await receive(ignore_subscribe_messages=True, timeout=1.0)
@@ -177,6 +189,23 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                     await client.aclose()
+
+    def _watch_reconnections(self, pubsub: Any) -> None:
+        """redis-py's pub/sub reconnects and subscribes again by itself (its ``on_connect``
+        callback), so a killed connection may never reach the loop above; what was published
+        meanwhile is lost all the same, so each such reconnection is a hearing again."""
+        resubscribe = getattr(pubsub, "on_connect", None)
+        if resubscribe is None:
+            return
+
+        async def on_connect(_: Any, connection: Any) -> None:
+            await resubscribe(connection)
+            self._get_logger().warning("pub/sub listener reconnected")
+            self._heard_again()
+
+        # Before the first subscription: that is when redis-py registers the callback (as a
+        # weak reference to a bound method, hence the binding).
+        pubsub.on_connect = types.MethodType(on_connect, pubsub)
 
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in self._messages():
@@ -216,18 +245,46 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
         deaf = self.is_deaf()
         if deaf and not self._deaf:
             self._metrics.pubsub_deaf_episodes.inc()
+            self._deaf_since_subscription = self._subscriptions
             self._get_logger().error(
                 "pub/sub listener is deaf: own probe not heard for %.1f s", self.silence_s()
             )
         elif self._deaf and not deaf:
             self._get_logger().warning("pub/sub listener hears again")
+            if self._subscriptions == self._deaf_since_subscription:
+                # Deaf without losing its subscription (Redis silently dropped messages):
+                # a new subscription did not already announce it.
+                self._heard_again()
         self._deaf = deaf
         self._metrics.pubsub_deaf.set(1 if deaf else 0)
         self._metrics.pubsub_probe_age.set(self.silence_s())
 
+    def _heard_again(self) -> None:
+        """Run :attr:`on_heard_again` (one run at a time; a second episode during a run makes
+        one more run after it)."""
+        if self.on_heard_again is None:
+            return
+        if self._resyncing is not None and not self._resyncing.done():
+            self._resync_again = True
+            return
+        self._resyncing = asyncio.get_running_loop().create_task(self._run_heard_again())
+
+    async def _run_heard_again(self) -> None:
+        while True:
+            self._resync_again = False
+            assert self.on_heard_again is not None
+            try:
+                await self.on_heard_again()
+            except Exception:
+                self._get_logger().exception("resynchronising after the listener failed")
+            if not self._resync_again:
+                return
+
     async def close(self) -> None:
         """Stop the listener and close its connections, bounded: a listener that swallows its
         cancellation must not hang the shutdown."""
+        if self._resyncing is not None:
+            self._resyncing.cancel()
         thread = getattr(self, "thread", None)
         if isinstance(thread, asyncio.Task):
             thread.cancel()

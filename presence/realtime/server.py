@@ -40,6 +40,7 @@ from presence.realtime.refusals import (
     count_event,
     refusal_for,
 )
+from presence.realtime.resync import Resync
 from presence.realtime.routed import RoutedRedisManager
 from presence.realtime.transport import without_compression
 from presence.routes import RoomRoutes
@@ -105,6 +106,9 @@ class RealtimeServer:
             presence=presence,
             trusted_proxies=settings.trusted_proxies,
         )
+        self._resync = Resync(self.sio, self._admission, self._live_sockets, metrics)
+        if self.manager is not None:
+            self.manager.on_heard_again = self._resync.run
         self._handlers = EventHandlers(
             sio=self.sio, clock=clock, conversations=conversations, presence=presence
         )
@@ -301,6 +305,13 @@ class RealtimeServer:
             if c.principal is not None and c.registered
         ]
         await self._presence.reassert(live)
+
+    def _live_sockets(self) -> list[tuple[str, Principal]]:
+        return [
+            (sid, c.principal)
+            for sid, c in list(self._local.items())
+            if c.principal is not None and c.registered and not c.closed
+        ]
 
     async def close_all(self) -> None:
         """Graceful shutdown: close every socket so clients reconnect elsewhere within the
