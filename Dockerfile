@@ -1,6 +1,11 @@
 # Multi-stage: bundle the web console, build a wheel with its dependencies, then a slim runtime
 # as a non-root user.
 FROM node:20-slim AS console
+# The console is built on the project's JavaScript client (clients/js).
+WORKDIR /src/clients/js
+COPY clients/js/package.json clients/js/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY clients/js/src ./src
 WORKDIR /src/console
 COPY console/package.json console/package-lock.json ./
 RUN npm ci --no-audit --no-fund

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all run console test test-fault test-unit lint format services peer cluster cluster-stop bench bench-quick bench-peer clean
+.PHONY: all run console js-client test test-fault test-unit lint format services peer cluster cluster-stop bench bench-quick bench-peer clean
 
 all: lint test
 
@@ -26,10 +26,19 @@ run: $(STAMP)
 	env -u PRESENCE_REDIS_URL -u PRESENCE_MONGO_URL PRESENCE_LOG_FORMAT=$${PRESENCE_LOG_FORMAT:-text} \
 		$(BIN)/presence serve
 
-## console: bundle the web console (the stock socket.io-client, esbuild) into presence/console/static
+## console: bundle the web console (on the JavaScript client of clients/js, esbuild) into
+## presence/console/static
 console: presence/console/static/console.js
 
-presence/console/static/console.js: console/src/console.js console/package-lock.json
+## js-client: the JavaScript client's dependencies (the stock socket.io-client)
+js-client: clients/js/node_modules/.installed
+
+clients/js/node_modules/.installed: clients/js/package.json clients/js/package-lock.json
+	cd clients/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+presence/console/static/console.js: console/src/console.js console/package-lock.json \
+		clients/js/node_modules/.installed $(wildcard clients/js/src/*.js)
 	cd console && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 ## cluster: WORKERS (3) workers, Redis, MongoDB-compatible server and nginx on PORT (3000)
@@ -47,7 +56,7 @@ services:
 
 ## test: unit, contract, integration and end-to-end tests; starts its own Redis and
 ## MongoDB-compatible servers on free ports
-test: $(STAMP) services console
+test: $(STAMP) services console js-client
 	$(BIN)/pytest --ignore=tests/fault $(PYTEST_ARGS)
 
 ## test-fault: the fault and abuse suite (about 5 minutes); regenerates docs/RELIABILITY.md

@@ -7,8 +7,6 @@ from __future__ import annotations
 import http.client
 import json
 import statistics
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -29,19 +27,6 @@ IDS = 1000
 ONLINE = 200
 BULK_CALLS = 20
 SINGLE_CALLS = 300
-
-
-def _service_token(stack: Stack) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "presence", "service-token", "create", "--name", "b14",
-         "--scopes", "presence:read"],
-        env=stack.worker_env({}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )  # fmt: skip
-    return made.stdout.strip()
 
 
 def _caller(worker: Worker, token: str) -> http.client.HTTPConnection:
@@ -91,7 +76,7 @@ def run(stack: Stack, quick: bool) -> Result:
     accounts = stack.seed_users(IDS, prefix="s")
     # The service's own budget is not what is measured.
     [worker] = stack.start_workers(1, service_rate_limit=100_000)
-    token = _service_token(stack)
+    token = stack.service_token("b14", "presence:read")
     conn = _caller(worker, token)
     for account in accounts[:ONLINE]:
         conn.request("GET", "/api/users/me", headers={"Authorization": f"Bearer {account.token}"})

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,19 +27,6 @@ QUESTION = (
 )
 MEMBERSHIPS = 100_000
 GROUP = 1000
-
-
-def _token(stack: Stack) -> str:
-    made = subprocess.run(
-        [sys.executable, "-m", "presence", "service-token", "create", "--name", "b15",
-         "--scopes", "directory:write"],
-        env=stack.worker_env({}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )  # fmt: skip
-    return made.stdout.strip()
 
 
 def _call(worker: Worker, token: str, method: str, path: str, body: Any) -> tuple[float, Any]:
@@ -84,7 +69,7 @@ def run(stack: Stack, quick: bool) -> Result:
         KEY, TITLE, QUESTION, quick, {"memberships": MEMBERSHIPS, "repetitions": repetitions}
     )
     workers = stack.start_workers(2, service_rate_limit=1000)
-    token = _token(stack)
+    token = stack.service_token("b15", "directory:write")
     for repetition in range(repetitions):
         shapes = (("batch", _batch), ("room", _room))
         for name, importer in shapes if repetition % 2 == 0 else shapes[::-1]:

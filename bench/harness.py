@@ -266,6 +266,19 @@ class Stack:
 
     # -- accounts ----------------------------------------------------------------------------
 
+    def service_token(self, name: str, *scopes: str) -> str:
+        """A service token made as an operator makes one (``presence service-token create``)."""
+        made = subprocess.run(
+            [sys.executable, "-m", "presence", "service-token", "create", "--name", name,
+             "--scopes", ",".join(scopes)],
+            env=self.worker_env({}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )  # fmt: skip
+        return made.stdout.strip()
+
     def seed_users(self, count: int, prefix: str = "u") -> list[Account]:
         """Users written through the store, with tokens signed by the workers' secret (no
         password hashing: 10 000 argon2 hashes would take minutes)."""

@@ -17,6 +17,7 @@ from devstack.servers import env_or_none, redis_server, redis_url_of
 from presence.clients import redis_from_url
 from presence.config import Settings, load_settings
 from tests.support.cluster import Cluster, start_cluster
+from tests.support.identity_provider import IdentityProvider
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 _RUN_MARK = pytest.StashKey[str]()
@@ -180,3 +181,12 @@ async def make_cluster(settings: Settings) -> AsyncIterator[ClusterFactory]:
     yield make
     for cluster in started:
         await cluster.close()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[IdentityProvider]:
+    """A host platform's identity provider: a real HTTP server publishing its JWKS."""
+    started = IdentityProvider()
+    await started.start()
+    yield started
+    await started.stop()

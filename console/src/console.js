@@ -1,6 +1,7 @@
 // The presence console: sign in (or join through a share link), watch every member of your
 // conversations change presence live, set your own status; admins also see the cluster.
-import { io } from "socket.io-client";
+// Live presence comes from the project's JavaScript client (clients/js).
+import { connect as connectPresence } from "../../clients/js/src/index.js";
 
 const SESSION_KEY = "presence.session";
 const FEED_LIMIT = 50;
@@ -157,11 +158,12 @@ function applyRecord(record) {
 // -- live updates -----------------------------------------------------------------------------
 
 function connect() {
-  const auth =
+  const client = connectPresence(
     state.session.kind === "guest"
       ? { sessionToken: state.session.token }
-      : { token: state.session.token };
-  const socket = io({ auth, transports: ["websocket"] });
+      : { token: state.session.token },
+  );
+  const { socket } = client;
   const status = $("#connection");
   socket.on("connect", () => {
     status.textContent = "live";
@@ -173,18 +175,19 @@ function connect() {
     status.textContent = "offline";
     showError(`Live updates refused: ${error.message}`);
   });
-  socket.on("presence:snapshot", ({ users }) => {
-    for (const record of users) applyRecord(record);
-    renderConversations();
-  });
-  socket.on("user:status", (record) => {
-    const known = applyRecord(record);
-    if (!known) refreshConversations();
-    else renderConversations();
-    addToFeed(record);
+  client.store.subscribe((_, change) => {
+    if (change.type === "snapshot") {
+      for (const record of change.users) applyRecord(record);
+      renderConversations();
+    } else if (change.type === "status") {
+      const known = applyRecord(change.record);
+      if (!known) refreshConversations();
+      else renderConversations();
+      addToFeed(change.record);
+    }
   });
   socket.on("error", (error) => showError(error?.message || "error"));
-  state.socket = socket;
+  state.socket = client;
 }
 
 function addToFeed(record) {
@@ -297,7 +300,7 @@ async function start() {
 
 function signOut() {
   localStorage.removeItem(SESSION_KEY);
-  state.socket?.disconnect();
+  state.socket?.close();
   clearInterval(state.pollTimer);
   Object.assign(state, { session: null, me: null, conversations: [], socket: null, samples: [] });
   $("#me").hidden = true;

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientError, PyJWKSetError
 
-from presence.auth.tokens import MAX_TOKEN_LENGTH, TokenError
+from presence.auth.tokens import MAX_TOKEN_LENGTH, TokenError, refusals
 from presence.metrics import Metrics
 
 # The platform's ids: URL-safe, as they appear in paths and Redis keys (SPEC §12).
@@ -142,7 +142,7 @@ class PlatformTokens:
         allowed = algorithm_of(key)
         if allowed is None or header.get("alg") != allowed:
             raise TokenError("wrong_algorithm")
-        try:
+        with refusals():
             claims = jwt.decode(
                 token,
                 key.key,
@@ -154,18 +154,6 @@ class PlatformTokens:
                     "verify_aud": self._audience is not None,
                 },
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("not_yet_valid") from None
-        except (jwt.InvalidIssuerError, jwt.InvalidAudienceError):
-            raise TokenError("wrong_issuer_or_audience") from None
-        except jwt.MissingRequiredClaimError:
-            raise TokenError("missing_claim") from None
-        except jwt.InvalidSignatureError:
-            raise TokenError("bad_signature") from None
-        except jwt.InvalidTokenError:
-            raise TokenError("malformed") from None
         subject = claims.get(self._subject_claim)
         if not isinstance(subject, str) or not is_platform_id(subject):
             raise TokenError("invalid_subject")

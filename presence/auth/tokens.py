@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import jwt
@@ -46,27 +48,39 @@ class JwtCodec:
     def verify(self, token: str) -> Claims:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError("too_large")
-        try:
+        with refusals():
             payload = jwt.decode(
                 token,
                 self._secret,
                 algorithms=_ALGORITHMS,
                 options={"require": _REQUIRED_CLAIMS},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("not_yet_valid") from None
-        except jwt.MissingRequiredClaimError:
-            raise TokenError("missing_claim") from None
-        except jwt.InvalidSignatureError:
-            raise TokenError("bad_signature") from None
-        except jwt.InvalidTokenError:
-            raise TokenError("malformed") from None
         sub, exp = payload.get("sub"), payload.get("exp")
         if not isinstance(sub, str) or not sub or not isinstance(exp, int | float):
             raise TokenError("malformed")
         return Claims(sub, float(exp))
+
+
+# PyJWT's refusals, most specific first, as the reasons logs and metrics name.
+_REASONS: list[tuple[type[jwt.InvalidTokenError], str]] = [
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not_yet_valid"),
+    (jwt.InvalidIssuerError, "wrong_issuer_or_audience"),
+    (jwt.InvalidAudienceError, "wrong_issuer_or_audience"),
+    (jwt.MissingRequiredClaimError, "missing_claim"),
+    (jwt.InvalidSignatureError, "bad_signature"),
+    (jwt.InvalidTokenError, "malformed"),
+]
+
+
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """PyJWT's refusal inside becomes a :class:`TokenError` with its reason."""
+    try:
+        yield
+    except jwt.InvalidTokenError as exc:
+        reason = next(r for kind, r in _REASONS if isinstance(exc, kind))
+        raise TokenError(reason) from None
 
 
 def claimed_subject(token: str) -> str | None:

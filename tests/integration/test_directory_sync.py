@@ -7,7 +7,6 @@ disconnected at once and cannot come back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from tests.support.sio import Listener
 from tests.support.waiting import until
 
 pytestmark = EVERY_REDIS_MODE
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[IdentityProvider]:
-    started = IdentityProvider()
-    await started.start()
-    yield started
-    await started.stop()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -5,22 +5,10 @@ presence flows between them as between any users."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.conftest import ClusterFactory
 from tests.support.identity_provider import IdentityProvider
 from tests.support.sio import Listener
 from tests.support.waiting import until
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[IdentityProvider]:
-    started = IdentityProvider()
-    await started.start()
-    yield started
-    await started.stop()
 
 
 def bearer(token: str) -> dict[str, str]:

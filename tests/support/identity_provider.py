@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from devstack.servers import free_port
+from tests.support.httpserver import LocalHttpServer
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -54,15 +54,15 @@ def new_key(kind: str = "RSA") -> SigningKey:
     return SigningKey(f"{kind.lower()}-{uuid.uuid4().hex[:8]}", private)
 
 
-@dataclass
-class IdentityProvider:
-    issuer: str = "https://login.platform.test"
-    audience: str = "presence"
-    port: int = field(default_factory=free_port)
-    keys: list[SigningKey] = field(default_factory=lambda: [new_key("RSA")])
-    fetches: int = 0
-    down: bool = False
-    _runner: web.AppRunner | None = None
+class IdentityProvider(LocalHttpServer):
+    issuer = "https://login.platform.test"
+    audience = "presence"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[SigningKey] = [new_key("RSA")]
+        self.fetches = 0
+        self.down = False
 
     @property
     def jwks_url(self) -> str:
@@ -74,17 +74,8 @@ class IdentityProvider:
             return web.Response(status=503)
         return web.json_response({"keys": [k.public_jwk() for k in self.keys]})
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/.well-known/jwks.json", self._jwks)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def rotate(self, kind: str = "RSA") -> SigningKey:
         """A new signing key first in the set; the old ones stay published."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from devstack.servers import free_port
+from tests.support.httpserver import LocalHttpServer
 
 
 @dataclass
@@ -26,13 +26,12 @@ class Delivery:
         return data
 
 
-@dataclass
-class Receiver:
-    secret: bytes
-    port: int = field(default_factory=free_port)
-    deliveries: list[Delivery] = field(default_factory=list)
-    refusing: bool = False  # answer 503 instead of recording
-    _runner: web.AppRunner | None = None
+class Receiver(LocalHttpServer):
+    def __init__(self, secret: bytes) -> None:
+        super().__init__()
+        self.secret = secret
+        self.deliveries: list[Delivery] = []
+        self.refusing = False  # answer 503 instead of recording
 
     @property
     def url(self) -> str:
@@ -50,17 +49,8 @@ class Receiver:
         )
         return web.Response(status=204)
 
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     def verified(self, delivery: Delivery) -> bool:
         expected = "sha256=" + hmac.new(self.secret, delivery.body, hashlib.sha256).hexdigest()

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
@@ -30,14 +29,6 @@ from tests.support.fakes import FakeClock
 from tests.support.identity_provider import IdentityProvider, SigningKey, new_key
 
 SECRET = "s" * 32
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[IdentityProvider]:
-    started = IdentityProvider()
-    await started.start()
-    yield started
-    await started.stop()
 
 
 def authenticator(

@@ -1,0 +1,65 @@
+import type { Socket } from "socket.io-client";
+
+export type Status = "online" | "away" | "dnd" | "offline";
+export type ManualStatus = "online" | "away" | "dnd" | "invisible";
+
+/** One subject's presence, as the server sends it (SPEC §6). */
+export interface PresenceRecord {
+  userId: string;
+  username: string;
+  isAnonymous: boolean;
+  isOnline: boolean;
+  status: Status;
+  lastActiveAt: string | null;
+  lastSeen: string | null;
+  /** Only in the subject's own record. */
+  manualStatus?: ManualStatus;
+}
+
+export type StoreChange =
+  | { type: "snapshot"; resync: boolean; users: PresenceRecord[] }
+  | { type: "status"; record: PresenceRecord }
+  | { type: "state"; conversationId: string; users: PresenceRecord[] };
+
+export declare class PresenceStore {
+  get(id: string): PresenceRecord | undefined;
+  all(): PresenceRecord[];
+  members(conversationId: string): PresenceRecord[];
+  subscribe(fn: (store: PresenceStore, change: StoreChange) => void): () => boolean;
+  snapshot(snapshot: { users: PresenceRecord[]; resync?: boolean }): void;
+  status(record: PresenceRecord): void;
+  state(state: { conversationId: string; users: PresenceRecord[] }): void;
+}
+
+export interface ConnectOptions {
+  /** The presence server (or its load balancer); the same origin when omitted in a browser. */
+  url?: string;
+  /** A user's JWT (presence's own, or the host platform's). */
+  token?: string;
+  /** A guest's session token. */
+  sessionToken?: string;
+  transports?: ("websocket" | "polling")[];
+  reconnectionDelayMs?: number;
+  reconnectionDelayMaxMs?: number;
+  /** Activity is sent at most this often (30 000 ms). */
+  activityEveryMs?: number;
+  /** false: do not listen to user input (call activity() yourself). */
+  trackInput?: boolean;
+  /** Where user input is listened to (window in a browser). */
+  inputTarget?: EventTarget | null;
+}
+
+export interface PresenceClient {
+  socket: Socket;
+  store: PresenceStore;
+  /** Who the server authenticated, once it did. */
+  readonly user: { id: string; username: string; isAnonymous: boolean } | null;
+  /** Tell the server the person is here; false when one was sent within activityEveryMs. */
+  activity(): boolean;
+  /** Join a conversation's room (again after every reconnection) and get its state. */
+  join(conversationId: string): void;
+  setStatus(status: ManualStatus): void;
+  close(): void;
+}
+
+export declare function connect(options: ConnectOptions): PresenceClient;
