@@ -16,7 +16,7 @@ from presence.keys import Keys
 from tests.fault.report import Row
 from tests.fault.stack import Stack
 from tests.fault.truth import accounts
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, group_exists
 from tests.support.waiting import until
 
 SECRET = "fault-webhook-secret-" + "x" * 20
@@ -67,7 +67,11 @@ async def test_webhook_receiver_down_30_s_and_a_delivering_worker_killed(
     )
     try:
         await stack.start_workers(2)
-        await asyncio.sleep(1.0)  # the group is made at the end of the stream
+        redis = stack.redis_client()
+        try:  # the group is made at the end of the stream by the workers' delivery loops
+            await until(lambda: group_exists(redis, Keys(stack.prefix).events))
+        finally:
+            await redis.aclose()
         users = await accounts(stack.urls()[0], 50, "hook")
         await active(stack.urls(), [u.token for u in users[:20]])
         before = await feed_ids(stack)

@@ -16,7 +16,7 @@ from presence.keys import Keys
 from presence.webhooks import GROUP
 from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.cluster import Cluster
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, group_exists
 from tests.support.waiting import until
 
 SECRET = "w" * 40
@@ -57,7 +57,8 @@ async def test_every_event_arrives_signed_once_and_through_an_outage(
     await receiver.start()
     try:
         cluster = await start(make_cluster, receiver)
-        await asyncio.sleep(0.5)  # the group exists (created at the end of the stream)
+        # The group is made at the end of the stream by the workers' delivery loops.
+        await until(lambda: group_exists(cluster[0].redis, cluster[0].keys.events))
         await go_online(cluster, 0, ["a1", "a2", "a3"])
         await go_online(cluster, 1, ["b1", "b2"])
         await until(lambda: len(receiver.deliveries) >= 5, timeout_s=10)

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
+from presence.webhooks import GROUP
 from tests.support.httpserver import LocalHttpServer
 
 
@@ -58,3 +61,13 @@ class Receiver(LocalHttpServer):
 
     def event_ids(self) -> list[str]:
         return [d.event_id for d in self.deliveries]
+
+
+async def group_exists(redis: Redis, stream: str) -> bool:
+    """Whether the workers' delivery group is on the stream yet (they make it at start-up, at
+    the end of the stream: what was appended before is not delivered)."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError:  # no stream yet
+        return False
+    return any(g.get("name") in (GROUP, GROUP.encode()) for g in groups)
