@@ -12,11 +12,11 @@ from typing import Protocol
 
 from presence.auth.platform import is_platform_id, placeholder_email
 from presence.clock import Clock
+from presence.contract.http import MAX_DIRECTORY_MEMBERS
 from presence.domain import InvalidInput, NotFound, SubjectKind, SubjectRef, from_epoch
 from presence.profiles import Profiles
 from presence.store.base import DirectoryStore, UserRecord
 
-MAX_DIRECTORY_MEMBERS = 100_000
 # Generations are raised in pipelines of this many (a 100 000-member import is 100 round trips).
 _CHUNK = 1000
 

@@ -10,11 +10,12 @@ from presence.api.context import components
 from presence.api.responses import json_response
 from presence.api.service import service_caller
 from presence.contract.http import (
+    MAX_DIRECTORY_MEMBERS,
     DirectoryBatchBody,
     DirectoryConversationBody,
     DirectoryUserBody,
 )
-from presence.directory import MAX_DIRECTORY_MEMBERS, PutOutcome
+from presence.directory import PutOutcome
 from presence.domain import InvalidInput
 
 SCOPE = "directory:write"

@@ -28,11 +28,11 @@ from jwt import PyJWK, PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientError, PyJWKSetError
 
 from presence.auth.tokens import MAX_TOKEN_LENGTH, TokenError, refusals
+from presence.contract.fields import MAX_ID_CHARS
 from presence.metrics import Metrics
 
 # The platform's ids: URL-safe, as they appear in paths and Redis keys (SPEC §12).
-MAX_PLATFORM_ID_CHARS = 128
-_PLATFORM_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+_PLATFORM_ID = re.compile(rf"^[A-Za-z0-9._~-]{{1,{MAX_ID_CHARS}}}$")
 PLATFORM_ALGORITHMS = ("RS256", "ES256")
 
 

@@ -3,7 +3,8 @@
 The worker that stored a change tells every worker (:meth:`ProbedQueue.tell_workers`, one
 message per :data:`CHUNK` members); each applies it to its own sockets, found in their users'
 personal rooms: an added member's sockets enter the conversation's room and get its
-``presence:state`` (for conversations of up to :data:`STATE_LIMIT` members), a removed member's
+``presence:state`` (for conversations no larger than users may create,
+:data:`presence.conversations.MAX_MEMBERS`), a removed member's
 sockets leave the room (they hear nothing more of it), and a deactivated user's sockets are
 closed after its verified credentials are forgotten on that worker.
 """
@@ -14,7 +15,7 @@ import logging
 from typing import Any
 
 from presence.auth.authenticator import Authenticator
-from presence.conversations import Conversations
+from presence.conversations import MAX_MEMBERS, Conversations
 from presence.directory import MembershipChange
 from presence.domain import SubjectKind, SubjectRef
 from presence.realtime.broadcast import conversation_room, user_room
@@ -25,7 +26,6 @@ from presence.service import PresenceService
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
-STATE_LIMIT = 1000
 NAMESPACE = "/"
 
 
@@ -96,7 +96,7 @@ class LiveDirectory:
             for sid in sids:
                 await self._sio.enter_room(sid, room)
         conversation = await self._conversations.record(conversation_id)
-        if conversation is None or len(conversation.member_ids) > STATE_LIMIT:
+        if conversation is None or len(conversation.member_ids) > MAX_MEMBERS:
             return
         members = await self._conversations.members(conversation)
         for user_id, sids in added.items():

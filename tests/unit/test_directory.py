@@ -7,7 +7,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from presence.directory import MAX_DIRECTORY_MEMBERS, Directory, MembershipChange
+from presence.contract.http import MAX_DIRECTORY_MEMBERS
+from presence.directory import Directory, MembershipChange
 from presence.domain import InvalidInput, NotFound, SubjectKind, SubjectRef
 from presence.keys import Keys
 from presence.metrics import Metrics
