@@ -36,6 +36,7 @@ from presence.auth.passwords import Passwords
 from presence.auth.platform import PlatformKeys, PlatformTokens
 from presence.auth.services import ServiceRateLimiter, ServiceTokens
 from presence.auth.tokens import JwtCodec
+from presence.choices import Choices, ChoiceSchedule
 from presence.clients import redis_client
 from presence.clock import Clock, SystemClock
 from presence.config import Settings
@@ -160,6 +161,16 @@ def create_app(
         counters=counters,
         online_writes=online_writes,
     )
+    presence = PresenceService(
+        store=store,
+        clock=clock,
+        settings=settings,
+        metrics=metrics,
+        tracker=tracker,
+        connections=connections,
+        profiles=profiles,
+        writes=online_writes,
+    )
     components = Components(
         settings=settings,
         clock=clock,
@@ -182,15 +193,14 @@ def create_app(
         service_limiter=ServiceRateLimiter(redis, keys, metrics, settings.service_rate_limit),
         accounts=Accounts(store, passwords or Passwords(), codec, clock, profiles),
         conversations=Conversations(store, clock, profiles),
-        presence=PresenceService(
+        presence=presence,
+        choices=Choices(
+            presence=presence,
             store=store,
+            schedule=ChoiceSchedule(redis, keys),
             clock=clock,
             settings=settings,
             metrics=metrics,
-            tracker=tracker,
-            connections=connections,
-            profiles=profiles,
-            writes=online_writes,
         ),
         tracker=tracker,
         counters=counters,
@@ -219,6 +229,7 @@ def create_app(
         attempts=components.attempts,
         conversations=components.conversations,
         presence=components.presence,
+        choices=components.choices,
         routes=routes,
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
@@ -241,6 +252,7 @@ def create_app(
         connections=connections,
         workers=components.registry,
         presence=components.presence,
+        choices=components.choices,
         store=store,
         windows=windows,
         clock=clock,
@@ -373,6 +385,7 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
         "throttle_cache_cleanup": c.tracker.run_cache_cleanup,
         "worker_heartbeat": c.registry.run,
         "grace_finisher": c.presence.run_grace_finisher,
+        "choices": c.choices.run,
         "write_behind": c.presence.writes.run,
         "event_feed": c.feed.run,
         "transport_activity": realtime.run_transport_activity,

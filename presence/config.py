@@ -54,6 +54,8 @@ class Settings:
     maintenance_interval_s: float = 15.0
     offline_threshold_s: float = 300.0
     offline_grace_s: float = 5.0
+    # No user activity this long makes a connected subject away (presence.choices); 0: never.
+    idle_away_s: float = 300.0
     cache_cleanup_interval_s: float = 300.0
     cache_max_age_s: float = 600.0
     leader_ttl_s: float = 15.0
@@ -182,6 +184,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         maintenance_interval_s=reader.duration("PRESENCE_MAINTENANCE_INTERVAL_S", 15),
         offline_threshold_s=reader.duration("PRESENCE_OFFLINE_THRESHOLD_S", 300),
         offline_grace_s=reader.duration("PRESENCE_OFFLINE_GRACE_S", 5, allow_zero=True),
+        idle_away_s=reader.duration("PRESENCE_IDLE_AWAY_S", 300, allow_zero=True),
         cache_cleanup_interval_s=reader.duration("PRESENCE_CACHE_CLEANUP_INTERVAL_S", 300),
         cache_max_age_s=reader.duration("PRESENCE_CACHE_MAX_AGE_S", 600),
         leader_ttl_s=reader.duration("PRESENCE_LEADER_TTL_S", 15),

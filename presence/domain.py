@@ -54,6 +54,23 @@ class Status(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class LastSeenPrivacy(enum.StrEnum):
+    """How much of its last seen a user shows others (SPEC §11)."""
+
+    EXACT = "exact"
+    APPROXIMATE = "approximate"
+    HIDDEN = "hidden"
+
+
+class LastSeenApprox(enum.StrEnum):
+    """What ``approximate`` shows instead of the moment."""
+
+    RECENTLY = "recently"  # within 3 days
+    WITHIN_WEEK = "within_week"
+    WITHIN_MONTH = "within_month"
+    LONG_AGO = "long_ago"
+
+
 class Role(enum.StrEnum):
     USER = "user"
     ADMIN = "admin"
@@ -88,6 +105,10 @@ class PresenceRecord:
     last_seen: datetime | None
     # Only in the subject's own view of itself: what it chose (others never see "invisible").
     manual_status: ManualStatus | None = None
+    status_text: str | None = None
+    status_until: datetime | None = None
+    auto_away: bool = False
+    last_seen_approx: LastSeenApprox | None = None
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -98,6 +119,12 @@ class PresenceRecord:
             "status": self.status.value,
             "lastActiveAt": iso(self.last_active_at),
             "lastSeen": iso(self.last_seen),
+            "lastSeenApprox": None
+            if self.last_seen_approx is None
+            else self.last_seen_approx.value,
+            "statusText": self.status_text,
+            "statusUntil": iso(self.status_until),
+            "autoAway": self.auto_away,
         }
         if self.manual_status is not None:
             data["manualStatus"] = self.manual_status.value
@@ -111,6 +138,9 @@ class StatusChange:
     public: PresenceRecord
     own: PresenceRecord
     public_changed: bool
+    # The public view for viewers who do not share their own exact last seen, when it differs
+    # from ``public`` (the subject shares its exact last seen): it never tells the moment.
+    reserved: PresenceRecord | None = None
 
 
 def iso(moment: datetime | None) -> str | None:

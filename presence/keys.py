@@ -70,6 +70,23 @@ class Bucket:
         round trip as the live state."""
         return f"{self.tag}gen"
 
+    @property
+    def status_ends(self) -> str:
+        """Sorted set: subject member -> epoch ms its custom status ends (the schedule every
+        worker reads; the database has the same ends, for a Redis that lost it)."""
+        return f"{self.tag}ends"
+
+    @property
+    def user_input(self) -> str:
+        """Sorted set: subject member -> epoch ms of its latest user activity (not transport
+        heartbeats), while it is not away: where automatic away finds the idle."""
+        return f"{self.tag}input"
+
+    @property
+    def away(self) -> str:
+        """Set of subject members away automatically (idle while connected)."""
+        return f"{self.tag}away"
+
     def connections(self, member: str) -> str:
         """Hash: socket id -> owning worker id, for every live connection of one subject."""
         return f"{self.connections_prefix}{member}"

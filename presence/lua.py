@@ -107,7 +107,7 @@ return 0
 # the same close, exactly one gets 1 back and announces it.
 # Going offline raises the subject's lastSeen and journals the offline until the database has it.
 # KEYS[1] the subject's connections  KEYS[2] pending offline  KEYS[3] online set
-# KEYS[4] last seen  KEYS[5] unwritten offlines
+# KEYS[4] last seen  KEYS[5] unwritten offlines  KEYS[6] away (an offline subject is not away)
 # ARGV[1] member  ARGV[2] epoch ms of the close being finished
 # Returns 1 when the subject went offline now, else 0 (reconnected, or already finished).
 FINISH_OFFLINE = _lua("""
@@ -118,6 +118,7 @@ if redis.call('HLEN', KEYS[1]) > 0 then return 0 end
 if redis.call('SREM', KEYS[3], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[4], 'GT', ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[5], 'GT', ARGV[2], ARGV[1])
+redis.call('SREM', KEYS[6], ARGV[1])
 return 1
 """)
 
@@ -165,8 +166,9 @@ return taken
 # field and member costs the client more than the reads cost Redis).
 # KEYS[1] online  KEYS[2] last activity  KEYS[3] pending offline  KEYS[4] last seen
 # KEYS[5] generations   ARGV[1] prefix of the connection hashes  ARGV[2..] members
+# KEYS[6] away
 # Returns, per member: marked (0|1), last activity ms, closed ms (in grace), last seen ms,
-# generation, connections (a missing value is nil).
+# generation, connections, away (0|1) (a missing value is nil).
 LIVE_STATES = """
 local out = {}
 for i = 2, #ARGV do
@@ -178,8 +180,49 @@ for i = 2, #ARGV do
   out[n + 4] = redis.call('ZSCORE', KEYS[4], member)
   out[n + 5] = redis.call('HGET', KEYS[5], member)
   out[n + 6] = redis.call('HLEN', ARGV[1] .. member)
+  out[n + 7] = redis.call('SISMEMBER', KEYS[6], member)
 end
 return out
+"""
+
+# End one custom status: exactly one caller removes it from the schedule, and only while the
+# schedule still has this end (a newer status replaced it otherwise).
+# KEYS[1] status ends   ARGV[1] member  ARGV[2] end ms   Returns 1 for the one that ends it.
+END_STATUS = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# User activity: raise the subject's latest input; it is no longer away.
+# KEYS[1] user input  KEYS[2] away   ARGV[1] member  ARGV[2] now ms
+# Returns 1 when the subject was away (it is back), else 0.
+USER_INPUT = """
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+return redis.call('SREM', KEYS[2], ARGV[1])
+"""
+
+# Of the members whose latest input is at or before the cutoff, those still connected go away
+# (exactly one caller takes each); the others (disconnected) just leave the index.
+# KEYS[1] user input  KEYS[2] away   ARGV[1] cutoff ms  ARGV[2] prefix of the connection hashes
+# ARGV[3..] members   Returns the members that went away.
+TAKE_AWAY = """
+local taken = {}
+local cutoff = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local member = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], member)
+  if score and tonumber(score) <= cutoff then
+    redis.call('ZREM', KEYS[1], member)
+    if redis.call('HLEN', ARGV[2] .. member) > 0 and redis.call('SADD', KEYS[2], member) == 1 then
+      taken[#taken + 1] = member
+    end
+  end
+end
+return taken
 """
 
 # Count online subjects by kind (users, anonymous) with the rule of was_online.

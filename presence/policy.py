@@ -6,7 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from presence.domain import ManualStatus, Status, from_epoch, milliseconds
+from presence.domain import (
+    LastSeenApprox,
+    LastSeenPrivacy,
+    ManualStatus,
+    Status,
+    from_epoch,
+    milliseconds,
+    to_epoch,
+)
+
+# A custom status lasts at most this long (SPEC §11).
+MAX_STATUS_LIFETIME_S = 30 * 24 * 3600.0
+# How old a last seen is for each approximation, upper bounds in seconds.
+_APPROXIMATIONS = (
+    (3 * 24 * 3600.0, LastSeenApprox.RECENTLY),
+    (7 * 24 * 3600.0, LastSeenApprox.WITHIN_WEEK),
+    (30 * 24 * 3600.0, LastSeenApprox.WITHIN_MONTH),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +36,7 @@ class LiveState:
     in_grace: bool = False  # the last connection closed less than the grace period ago
     last_seen: float | None = None  # epoch seconds it last went offline, as Redis knows it
     generation: int = 0  # of what workers cache of the subject (presence.profiles)
+    auto_away: bool = False  # connected, and no user activity for the idle time
 
 
 def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:
@@ -37,14 +55,73 @@ def is_online(live: LiveState, now: float, offline_threshold_s: float) -> bool:
     ) - milliseconds(offline_threshold_s)
 
 
-def visible_status(online: bool, manual: ManualStatus) -> Status:
-    """``invisible`` looks exactly like offline to everyone else."""
-    return _VISIBLE[manual] if online else Status.OFFLINE
+def visible_status(online: bool, manual: ManualStatus, auto_away: bool = False) -> Status:
+    """``invisible`` looks exactly like offline to everyone else; an idle subject that chose
+    nothing but ``online`` looks away."""
+    if not online:
+        return Status.OFFLINE
+    if auto_away and manual is ManualStatus.ONLINE:
+        return Status.AWAY
+    return _VISIBLE[manual]
 
 
-def own_status(online: bool, manual: ManualStatus) -> Status:
+def own_status(online: bool, manual: ManualStatus, auto_away: bool = False) -> Status:
     """What the subject sees of itself: invisible hides it from others, not from itself."""
-    return _OWN[manual] if online else Status.OFFLINE
+    if not online:
+        return Status.OFFLINE
+    if auto_away and manual is ManualStatus.ONLINE:
+        return Status.AWAY
+    return _OWN[manual]
+
+
+def shows_auto_away(online: bool, manual: ManualStatus, auto_away: bool) -> bool:
+    """Automatic away changes only a subject that chose ``online``: a manual ``away``,
+    ``dnd`` or ``invisible`` is never changed by it."""
+    return online and auto_away and manual is ManualStatus.ONLINE
+
+
+def status_expired(until: datetime | None, now: float) -> bool:
+    """A custom status is over from its ``until`` on (to the millisecond), even before the
+    worker that clears it has done so."""
+    return until is not None and milliseconds(to_epoch(until)) <= milliseconds(now)
+
+
+def until_problem(until: datetime, now: float) -> str | None:
+    """Why ``until`` cannot end a custom status (None when it can): it must lie in the future,
+    at most :data:`MAX_STATUS_LIFETIME_S` away."""
+    at = to_epoch(until)
+    if at <= now:
+        return "until must be in the future"
+    if at - now > MAX_STATUS_LIFETIME_S:
+        return "until must be at most 30 days away"
+    return None
+
+
+def last_seen_shown(subject: LastSeenPrivacy, viewer: LastSeenPrivacy) -> LastSeenPrivacy:
+    """How a viewer sees a subject's last seen: as the subject allows, and, for a viewer that
+    does not share its own exact last seen, approximately at best (reciprocity)."""
+    if subject is LastSeenPrivacy.HIDDEN:
+        return LastSeenPrivacy.HIDDEN
+    if subject is LastSeenPrivacy.APPROXIMATE or viewer is not LastSeenPrivacy.EXACT:
+        return LastSeenPrivacy.APPROXIMATE
+    return LastSeenPrivacy.EXACT
+
+
+def approximate(last_seen: datetime | None, now: float) -> LastSeenApprox | None:
+    if last_seen is None:
+        return None
+    age = now - to_epoch(last_seen)
+    for bound, approximation in _APPROXIMATIONS:
+        if age <= bound:
+            return approximation
+    return LastSeenApprox.LONG_AGO
+
+
+def is_idle(last_input: float | None, now: float, idle_away_s: float) -> bool:
+    """No user activity for ``idle_away_s`` (0 turns automatic away off)."""
+    if idle_away_s <= 0 or last_input is None:
+        return False
+    return milliseconds(last_input) <= milliseconds(now) - milliseconds(idle_away_s)
 
 
 # What an online subject's manual status shows (a lookup: ``Status(value)`` is ten times

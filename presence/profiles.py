@@ -28,10 +28,16 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from presence.clock import Clock
-from presence.domain import ManualStatus, SubjectRef
+from presence.domain import SubjectRef
 from presence.keys import Keys
 from presence.metrics import Metrics
-from presence.store.base import ConversationRecord, Store, StoredPresence, StoreError
+from presence.store.base import (
+    ConversationRecord,
+    ManualChoice,
+    Store,
+    StoredPresence,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +307,7 @@ class Profiles:
             self._copies.pop(subject)
         await self._raise([s.member for s in subjects])
 
-    async def status_changed(self, subject: SubjectRef, status: ManualStatus) -> None:
+    async def status_changed(self, subject: SubjectRef, choice: ManualChoice) -> None:
         """This worker just stored the subject's manual status: every other copy is out of
         date, and this worker's own becomes the new one (the announcement that follows reads
         no database), unless someone else changed the subject since it was read."""
@@ -311,7 +317,12 @@ class Profiles:
             return
         kept = self._keep(subject, generations[0])
         if kept is not None:
-            kept.stored = dataclasses.replace(copy.stored, manual_status=status)
+            kept.stored = dataclasses.replace(
+                copy.stored,
+                manual_status=choice.status,
+                status_text=choice.text,
+                status_until=choice.until,
+            )
             kept.conversations = copy.conversations  # a status changes no membership
 
     async def _raise(self, members: Sequence[str]) -> list[int] | None:

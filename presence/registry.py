@@ -231,6 +231,7 @@ class ConnectionRegistry:
                 bucket.online,
                 bucket.last_seen,
                 bucket.unwritten,
+                bucket.away,
             ],
             args=[member, closed.closed_ms],
         )
@@ -322,6 +323,7 @@ class ConnectionRegistry:
                         bucket.pending_offline,
                         bucket.last_seen,
                         bucket.generations,
+                        bucket.away,
                     ],
                     args=[bucket.connections_prefix, *members],
                 )
@@ -331,7 +333,9 @@ class ConnectionRegistry:
         states: dict[str, policy.LiveState] = {}
         for members, flat in zip(grouped.values(), replies, strict=True):
             for index, member in enumerate(members):
-                mark, last, closed, seen, generation, connections = flat[6 * index : 6 * index + 6]
+                mark, last, closed, seen, generation, connections, away = flat[
+                    7 * index : 7 * index + 7
+                ]
                 states[member] = policy.LiveState(
                     marked_online=bool(mark),
                     last_activity=None if last is None else float(last) / 1000,
@@ -339,6 +343,7 @@ class ConnectionRegistry:
                     in_grace=closed is not None,
                     last_seen=None if seen is None else float(seen) / 1000,
                     generation=0 if generation is None else int(generation),
+                    auto_away=bool(away),
                 )
         return [states[s.member] for s in subjects]
 
@@ -369,8 +374,9 @@ class ConnectionRegistry:
         pipe = self._redis.pipeline(transaction=True)
         pipe.srem(bucket.online, subject.member)
         pipe.zrem(bucket.pending_offline, subject.member)
+        pipe.srem(bucket.away, subject.member)
         pipe.zscore(bucket.last_activity, subject.member)
-        _, _, last_ms = await pipe.execute()
+        *_, last_ms = await pipe.execute()
         return None if last_ms is None else float(last_ms) / 1000
 
     async def raise_last_seen(self, subject: SubjectRef, at: float) -> None:

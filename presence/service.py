@@ -31,21 +31,25 @@ from presence import policy
 from presence.clock import Clock
 from presence.config import Settings
 from presence.domain import (
-    ManualStatus,
+    LastSeenPrivacy,
     PresenceRecord,
     Status,
     StatusChange,
     SubjectKind,
     SubjectRef,
     from_epoch,
-    later,
     milliseconds,
-    to_epoch,
 )
 from presence.metrics import Metrics
 from presence.profiles import Profiles
+from presence.records import combine, privacy_of, stored_live_state
 from presence.registry import ClosedSubject, ConnectionRegistry
-from presence.store.base import OnlineChange, PresenceStore, StoredPresence, StoreError
+from presence.store.base import (
+    ManualChoice,
+    PresenceStore,
+    StoredPresence,
+    StoreError,
+)
 from presence.throttle import ActivityTracker
 from presence.write_behind import OnlineWrites
 
@@ -81,6 +85,7 @@ class PresenceService:
     writes: OnlineWrites
 
     def __post_init__(self) -> None:
+        self._threshold = self.settings.offline_threshold_s
         self._listeners: list[StatusListener] = []
         # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
         # closes), with the moment each happened: (subject, sid) -> epoch seconds.
@@ -207,9 +212,7 @@ class PresenceService:
 
     async def announce_offline(self, subject: SubjectRef) -> None:
         """Tell everyone a subject went offline (the decision was taken atomically elsewhere)."""
-        change = await self._change(subject, before=None)
-        if change is not None:
-            await self._notify(change)
+        await self.announce(subject, before=None)
 
     async def sids(self, subject: SubjectRef) -> list[str]:
         return await self.connections.sids(subject)
@@ -248,14 +251,28 @@ class PresenceService:
         self, subjects: Sequence[SubjectRef], viewer: SubjectRef | None = None
     ) -> list[PresenceRecord]:
         """Presence of the subjects that exist, in the order asked, as ``viewer`` sees them:
-        everyone's public view, except the viewer's own record."""
-        if not subjects:
-            return []
-        stored, live = await self._read(subjects)
+        everyone's public view (as much of each last seen as the viewer may see), except the
+        viewer's own record."""
+        found, _ = await self.viewed_by(subjects, viewer)
+        return found
+
+    async def viewed_by(
+        self, subjects: Sequence[SubjectRef], viewer: SubjectRef | None
+    ) -> tuple[list[PresenceRecord], LastSeenPrivacy]:
+        """:meth:`records`, and how much of its own last seen the viewer shares."""
+        asked = subjects if viewer is None or viewer in subjects else [*subjects, viewer]
+        if not asked:
+            return [], LastSeenPrivacy.EXACT
+        stored, live = await self._read(asked)
+        privacy = privacy_of(stored, viewer)
         now = self.clock.now()
         return [
-            self._combine(stored[s], live[s], now, own=s == viewer) for s in subjects if s in stored
-        ]
+            combine(
+                stored[s], live[s], now, self._threshold, own=s == viewer, viewer_privacy=privacy
+            )
+            for s in subjects
+            if s in stored
+        ], privacy
 
     async def lookup(self, ids: Sequence[str]) -> list[tuple[PresenceRecord, bool]]:
         """The public record of each id that names a user or a guest, in the order asked
@@ -276,7 +293,7 @@ class PresenceService:
             subject = user if user in stored else SubjectRef(SubjectKind.ANONYMOUS, user.id)
             if subject in stored:
                 state = live[subject]
-                record = self._combine(stored[subject], state, now, own=False)
+                record = combine(stored[subject], state, now, self._threshold, own=False)
                 found.append((record, state.connections > 0))
         return found
 
@@ -287,18 +304,33 @@ class PresenceService:
         return found[0] if found else None
 
     async def set_manual_status(
-        self, subject: SubjectRef, status: ManualStatus
+        self, subject: SubjectRef, choice: ManualChoice
     ) -> PresenceRecord | None:
         """Store the subject's choice; returns its own view of itself."""
         before = await self.record(subject)
-        if before is None or not await self.store.set_manual_status(subject, status):
+        if before is None or not await self.store.set_manual_status(subject, choice):
             return None
-        await self.profiles.status_changed(subject, status)
-        change = await self._change(subject, before=before.status)
-        if change is None:
-            return None
-        await self._notify(change)
-        return change.own
+        await self.profiles.status_changed(subject, choice)
+        change = await self.announce(subject, before=before)
+        return None if change is None else change.own
+
+    async def announce(
+        self,
+        subject: SubjectRef,
+        before: Status | PresenceRecord | None,
+        *,
+        was_away: bool = False,
+        force: bool = False,
+        only_if_changed: bool = False,
+    ) -> StatusChange | None:
+        """Tell everyone what the subject looks like now; None when it does not exist.
+        ``before`` is what others saw until now (see :meth:`_change`); ``force`` announces it
+        as a change whatever it was; ``only_if_changed`` says nothing when others see no
+        change (the subject's own sockets then hear nothing either)."""
+        change = await self._change(subject, before=before, was_away=was_away, force=force)
+        if change is not None and (change.public_changed or not only_if_changed):
+            await self._notify(change)
+        return change
 
     async def force_online(self, subject: SubjectRef, online: bool) -> PresenceRecord | None:
         """Set the online flag by hand (the admin endpoint) and announce the change."""
@@ -340,51 +372,52 @@ class PresenceService:
             self.metrics.redis_errors.labels(operation="read_presence").inc()
             stored = await self.store.get_presence(subjects)
             return stored, {
-                s: _stored_live_state(p, self.writes.queued(s)) for s, p in stored.items()
+                s: stored_live_state(p, self.writes.queued(s)) for s, p in stored.items()
             }
         live = dict(zip(subjects, states, strict=True))
         stored = await self.profiles.stored(subjects, {s: live[s].generation for s in subjects})
         return stored, live
 
-    def _combine(
-        self, stored: StoredPresence, live: policy.LiveState, now: float, *, own: bool
-    ) -> PresenceRecord:
-        online = policy.is_online(live, now, self.settings.offline_threshold_s)
-        if own:
-            status = policy.own_status(online, stored.manual_status)
-        else:
-            status = policy.visible_status(online, stored.manual_status)
-        last_activity = live.last_activity
-        if last_activity is None and stored.last_active_at is not None:
-            last_activity = to_epoch(stored.last_active_at)
-        last_active_at = None if last_activity is None else from_epoch(last_activity)
-        # Redis has the latest offline; the database may not yet (it is written behind).
-        went = None if live.last_seen is None else from_epoch(live.last_seen)
-        return PresenceRecord(
-            subject=stored.subject,
-            username=stored.name,
-            is_online=status is not Status.OFFLINE,
-            status=status,
-            last_active_at=last_active_at,
-            last_seen=policy.last_seen(online, later(stored.last_seen, went), last_activity),
-            manual_status=stored.manual_status if own else None,
-        )
-
-    async def _change(self, subject: SubjectRef, before: Status | None) -> StatusChange | None:
-        """The subject's views now. ``before`` is its public status before the change; None
-        means "it was online as its manual status says" (a grace period just ended)."""
-        # One read for both views: this runs on every transition (Redis, and the cache).
+    async def _change(
+        self,
+        subject: SubjectRef,
+        before: Status | PresenceRecord | None,
+        *,
+        was_away: bool = False,
+        force: bool = False,
+    ) -> StatusChange | None:
+        """The subject's views now. ``before`` is its public record or status before the
+        change; None means "it was online as its manual status says" (a grace period just
+        ended; ``was_away``: and it was away automatically)."""
+        # One read for all views: this runs on every transition (Redis, and the cache).
         found, states = await self._read([subject])
         if subject not in found:
             return None
         stored, live = found[subject], states[subject]
         now = self.clock.now()
-        own = self._combine(stored, live, now, own=True)
-        public = self._combine(stored, live, now, own=False)
-        if before is None:
-            assert own.manual_status is not None
-            before = policy.visible_status(True, own.manual_status)
-        return StatusChange(public=public, own=own, public_changed=public.status != before)
+        own = combine(stored, live, now, self._threshold, own=True)
+        public = combine(stored, live, now, self._threshold, own=False)
+        reserved = None
+        if stored.privacy is LastSeenPrivacy.EXACT:
+            # What viewers who hide their own last seen get (reciprocity): never the moment.
+            reserved = combine(
+                stored,
+                live,
+                now,
+                self._threshold,
+                own=False,
+                viewer_privacy=LastSeenPrivacy.APPROXIMATE,
+            )
+        if isinstance(before, PresenceRecord):
+            changed = _shown(public) != _shown(before)
+        else:
+            if before is None:
+                assert own.manual_status is not None
+                before = policy.visible_status(True, own.manual_status, was_away)
+            changed = public.status != before
+        return StatusChange(
+            public=public, own=own, public_changed=changed or force, reserved=reserved
+        )
 
     async def _announce_online(self, subject: SubjectRef) -> None:
         """Announce a subject that just came online (it was offline to everyone before)."""
@@ -405,10 +438,6 @@ class PresenceService:
                 log.exception("status listener failed")
 
 
-def _stored_live_state(stored: StoredPresence, queued: OnlineChange | None) -> policy.LiveState:
-    """Presence as the database has it (Redis is down), with this worker's writes still
-    queued for it on top."""
-    last = None if stored.last_active_at is None else to_epoch(stored.last_active_at)
-    online = stored.is_online if queued is None else queued.online
-    seen = None if queued is None or queued.last_seen is None else to_epoch(queued.last_seen)
-    return policy.LiveState(marked_online=online, last_activity=last, last_seen=seen)
+def _shown(record: PresenceRecord) -> tuple[object, ...]:
+    """What a change of the subject's choice changes for others."""
+    return (record.status, record.status_text, record.status_until, record.auto_away)

@@ -11,6 +11,7 @@ from presence.accounts import Accounts
 from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.auth.services import ServiceRateLimiter, ServiceTokens
+from presence.choices import Choices
 from presence.clock import Clock
 from presence.config import Settings
 from presence.conversations import Conversations
@@ -37,6 +38,7 @@ class Components:
     accounts: Accounts
     conversations: Conversations
     presence: PresenceService
+    choices: Choices
     tracker: ActivityTracker
     counters: ClusterCounters
     registry: WorkerRegistry

@@ -38,7 +38,7 @@ async def caller(request: web.Request) -> Principal:
         code = "auth_required" if exc.reason == "missing" else exc.reason
         raise Unauthorized(exc.message, code) from None
     if c.settings.track_requests:
-        await c.presence.activity(principal.subject)
+        await c.choices.user_activity(principal.subject)
     request[PRINCIPAL] = principal
     return principal
 

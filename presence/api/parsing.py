@@ -77,7 +77,7 @@ def decode(model: type[B], raw: bytes, *, optional: bool = False) -> B:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        code, message = problem(exc)
+        code, message = problem(exc, model.field_codes)
         raise InvalidInput(message, code) from None
 
 

@@ -10,7 +10,7 @@ from presence.api.context import components
 from presence.api.identity import caller, registered_user
 from presence.api.responses import json_response
 from presence.api.views import participant_json, user_json
-from presence.contract.http import StatusBody
+from presence.contract.http import PrivacyBody, StatusBody
 from presence.domain import InvalidInput, NotFound
 from presence.store.base import ParticipantRecord
 
@@ -35,10 +35,30 @@ async def me(request: web.Request) -> web.Response:
 async def set_status(request: web.Request) -> web.Response:
     principal = await caller(request)
     body = await parsing.body(request, StatusBody)
-    record = await components(request).presence.set_manual_status(principal.subject, body.status)
+    record = await components(request).choices.set_status(
+        principal.subject, body.status, body.text, body.until
+    )
     if record is None:
         raise NotFound("subject not found")
     return json_response({"success": True, "data": record.to_json()})
+
+
+async def privacy(request: web.Request) -> web.Response:
+    principal = await registered_user(request)
+    found = await components(request).choices.privacy(principal.subject.id)
+    if found is None:
+        raise NotFound("user not found")
+    return json_response({"success": True, "data": {"lastSeen": found.value}})
+
+
+@parsing.takes(PrivacyBody)
+async def set_privacy(request: web.Request) -> web.Response:
+    """Guests have no last seen to choose for: only registered users."""
+    principal = await registered_user(request)
+    body = await parsing.body(request, PrivacyBody)
+    if not await components(request).choices.set_privacy(principal.subject.id, body.last_seen):
+        raise NotFound("user not found")
+    return json_response({"success": True, "data": {"lastSeen": body.last_seen.value}})
 
 
 async def presence_of(request: web.Request) -> web.Response:
@@ -67,4 +87,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/presence/heartbeat", heartbeat)
     app.router.add_get("/api/users/me", me)
     app.router.add_put("/api/users/me/status", set_status)
+    app.router.add_get("/api/users/me/privacy", privacy)
+    app.router.add_put("/api/users/me/privacy", set_privacy)
     app.router.add_get("/api/users/presence", presence_of)

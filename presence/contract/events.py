@@ -8,8 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Strict, model_validator
 
 from presence.contract.fields import Body, Id, Shape, Token
-from presence.contract.http import AnyPresence
-from presence.domain import ManualStatus
+from presence.contract.http import AnyPresence, StatusBody
 
 # -- inbound ------------------------------------------------------------------------------------
 
@@ -37,8 +36,12 @@ class Credentials(Body):
         return self.token is not None or self.session_token is not None
 
 
-class PresenceSet(Body):
-    status: ManualStatus
+class PresenceSet(StatusBody):
+    """``presence:set``: the same choice as ``PUT /api/users/me/status``."""
+
+
+class Activity(Body):
+    """User input on the client (at most every 30 s): not a transport heartbeat."""
 
 
 class ConversationJoin(Body):
@@ -89,6 +92,7 @@ INBOUND: dict[str, type[Body]] = {
     "presence:set": PresenceSet,
     "conversation:join": ConversationJoin,
     "heartbeat": Heartbeat,
+    "activity": Activity,
 }
 # user:status carries one presence record, public or the subject's own.
 OUTBOUND: dict[str, Any] = {

@@ -3,10 +3,12 @@ failure into the message a client reads."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Strict,
     StringConstraints,
@@ -52,6 +54,25 @@ def _opaque(max_chars: int) -> StringConstraints:
 Id = Annotated[str, Strict(), _opaque(MAX_ID_CHARS)]
 Token = Annotated[str, Strict(), _opaque(MAX_TOKEN_CHARS)]
 StrictBool = Annotated[bool, Strict()]
+# A custom status's text: trimmed, at most 100 characters (empty: no text).
+MAX_STATUS_TEXT_CHARS = 100
+StatusText = Annotated[
+    str,
+    Strict(),
+    StringConstraints(
+        strip_whitespace=True, max_length=MAX_STATUS_TEXT_CHARS, pattern=NO_CONTROL_CHARACTERS
+    ),
+]
+
+
+def _iso_text(value: Any) -> Any:
+    # A moment on the wire is ISO-8601 text, never a bare number someone guessed the unit of.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date and time")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_text)]
 
 
 class Body(BaseModel):
@@ -60,6 +81,8 @@ class Body(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
     )
+    # The error code of a field (its wire name) when it is what is wrong (else invalid_input).
+    field_codes: ClassVar[dict[str, str]] = {}
 
 
 class Shape(BaseModel):
@@ -68,11 +91,19 @@ class Shape(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
-def problem(exc: ValidationError) -> tuple[str, str]:
+def problem(exc: ValidationError, field_codes: dict[str, str] | None = None) -> tuple[str, str]:
     """The first thing wrong, as (code, message): ``invalid_json`` for a body that is not a
-    JSON object, else ``invalid_input`` naming the field."""
+    JSON object, else the field's own code (``field_codes``) or ``invalid_input``, naming the
+    field."""
     error = exc.errors(include_url=False)[0]
     location = ".".join(str(part) for part in error["loc"])
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if field_codes and field in field_codes:
+        return field_codes[field], _described(error, location)[1]
+    return _described(error, location)
+
+
+def _described(error: Any, location: str) -> tuple[str, str]:
     if error["type"] == "json_invalid":
         return "invalid_json", "request body is not valid JSON"
     if not location and error["type"] in ("model_type", "model_attributes_type", "dict_type"):
@@ -85,6 +116,7 @@ def problem(exc: ValidationError) -> tuple[str, str]:
             return "invalid_input", f"{location} is not a valid email address"
         return "invalid_input", f"{location} is not valid"
     if error["type"] == "value_error":  # a model's own check: its message is the whole story
-        return "invalid_input", str((error.get("ctx") or {}).get("error", error["msg"]))
+        text = str((error.get("ctx") or {}).get("error", error["msg"]))
+        return "invalid_input", f"{location} {text}" if location else text
     message = error["msg"][:1].lower() + error["msg"][1:]
     return "invalid_input", f"{location}: {message}" if location else message

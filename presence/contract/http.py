@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, Strict
 
@@ -12,14 +12,16 @@ from presence.contract.fields import (
     Body,
     Email,
     Id,
+    Moment,
     Name,
     NewPassword,
     Password,
     Shape,
+    StatusText,
     StrictBool,
     Title,
 )
-from presence.domain import ManualStatus, Role, Status
+from presence.domain import LastSeenApprox, LastSeenPrivacy, ManualStatus, Role, Status
 
 # A week: long enough for an invitation, short enough that a forgotten link dies.
 MAX_LINK_LIFETIME_S = 7 * 24 * 3600.0
@@ -45,8 +47,21 @@ class JoinBody(Body):
     nickname: Name
 
 
+_CHOICE_CODES = {"text": "invalid_status_text", "until": "invalid_until"}
+
+
 class StatusBody(Body):
+    """A manual status, optionally with a text and the moment it ends by itself."""
+
+    field_codes: ClassVar[dict[str, str]] = _CHOICE_CODES
     status: ManualStatus
+    text: StatusText | None = None
+    until: Moment | None = None
+
+
+class PrivacyBody(Body):
+    field_codes: ClassVar[dict[str, str]] = {"lastSeen": "invalid_privacy"}
+    last_seen: LastSeenPrivacy
 
 
 class NewConversationBody(Body):
@@ -111,6 +126,16 @@ class Presence(Shape):
     status: Status
     last_active_at: datetime | None
     last_seen: datetime | None
+    # Instead of lastSeen when the subject shows it approximately (or the viewer hides its own).
+    last_seen_approx: LastSeenApprox | None
+    status_text: str | None
+    status_until: datetime | None
+    # Away because idle while connected (its manual status is online).
+    auto_away: bool
+
+
+class Privacy(Shape):
+    last_seen: LastSeenPrivacy
 
 
 class ServicePresence(Presence):

@@ -7,7 +7,9 @@
    every worker, so this holds even if the leader dies next).
 3. Offlines a worker decided and died before writing (the write-behind journal,
    :mod:`presence.write_behind`): written to the database with the ``lastSeen`` they had.
-4. Throttle-window hygiene.
+4. Custom statuses that end: the schedule Redis may have lost is restored from the database
+   (:mod:`presence.choices`).
+5. Throttle-window hygiene.
 
 Every decision is a state-conditional Lua script, so two sweepers running at once reach the same
 state and announce each transition once. Every database write is fenced by the lease epoch,
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from presence import policy
+from presence.choices import Choices
 from presence.clock import Clock
 from presence.config import Settings
 from presence.domain import from_epoch
@@ -50,6 +53,7 @@ class SweepReport:
     dead_workers: int = 0
     connections_closed: int = 0
     unwritten_written: int = 0
+    ends_restored: int = 0
 
 
 @dataclass(kw_only=True, eq=False)
@@ -58,6 +62,7 @@ class Sweeper:
     connections: ConnectionRegistry
     workers: WorkerRegistry
     presence: PresenceService
+    choices: Choices
     store: MaintenanceStore
     windows: ThrottleWindows
     clock: Clock
@@ -80,10 +85,11 @@ class Sweeper:
         quiet = await self._sweep_quiet()
         dead, closed = await self._sweep_dead_workers()
         unwritten = await self._write_unwritten()
+        restored = await self.choices.restore_schedule()
         await self.windows.forget_ended(self.clock.now())
         self.metrics.sweeps.inc()
         self.metrics.sweep_duration.observe(time.perf_counter() - started)
-        return SweepReport(True, quiet, dead, closed, unwritten)
+        return SweepReport(True, quiet, dead, closed, unwritten, restored)
 
     async def _write_unwritten(self) -> int:
         """Write the offlines whose worker died before its write-behind queue reached the

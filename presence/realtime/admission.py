@@ -20,9 +20,10 @@ from presence.addresses import client_address
 from presence.auth.attempts import Attempt, AttemptLimiter
 from presence.auth.authenticator import Authenticator, AuthError
 from presence.auth.tokens import claimed_subject
+from presence.choices import Choices
 from presence.config import Network
 from presence.conversations import Conversations
-from presence.domain import Principal
+from presence.domain import LastSeenPrivacy, Principal
 from presence.metrics import Metrics
 from presence.realtime import payloads
 from presence.realtime.broadcast import conversation_room, user_room
@@ -45,6 +46,9 @@ class LocalConnection:
     closed: bool = False
     bucket: TokenBucket = field(default_factory=TokenBucket)
     deadline: asyncio.Task[None] | None = None
+    # Its user does not share its own exact last seen, so it sees others' approximately at
+    # best (until its snapshot says otherwise: never more than it may see).
+    reserved: bool = True
 
 
 @dataclass(kw_only=True, eq=False)
@@ -55,6 +59,7 @@ class Admission:
     attempts: AttemptLimiter
     conversations: Conversations
     presence: PresenceService
+    choices: Choices
     trusted_proxies: tuple[Network, ...]
 
     def connection(self, environ: dict[str, Any]) -> LocalConnection:
@@ -102,7 +107,7 @@ class Admission:
             await self.sio.error(sid, refusal.code, refusal.message)
             await self.sio.disconnect(sid)
             return
-        await self._greet(sid, principal, conversations)
+        await self._greet(sid, connection, principal, conversations)
 
     async def _admit(
         self, sid: str, connection: LocalConnection, principal: Principal
@@ -114,6 +119,8 @@ class Admission:
         conversations = await self.conversations.conversations_of(principal.subject)
         for conversation in conversations:
             await self.sio.enter_room(sid, conversation_room(conversation.id))
+        # A new connection is the person arriving: not away, whatever its other tabs were.
+        await self.choices.record_input(principal.subject, always=True)
         await self.presence.connect(principal.subject, sid)
         connection.registered = True
         if connection.closed:  # closed while we were registering it
@@ -121,7 +128,11 @@ class Admission:
         return conversations
 
     async def _greet(
-        self, sid: str, principal: Principal, conversations: list[ConversationRecord]
+        self,
+        sid: str,
+        connection: LocalConnection,
+        principal: Principal,
+        conversations: list[ConversationRecord],
     ) -> None:
         user = {
             "id": principal.subject.id,
@@ -130,20 +141,26 @@ class Admission:
         }
         await self.sio.reply(sid, "authenticated", {"success": True, "user": user})
         try:
-            users = await self.snapshot(principal, conversations)
+            users = await self.snapshot(principal, conversations, connection)
         except (RedisError, StoreError):
             log.warning("no snapshot for a new connection", extra={"sid": sid})
             return
         await self.sio.reply(sid, "presence:snapshot", {"users": users})
 
     async def snapshot(
-        self, principal: Principal, conversations: list[ConversationRecord] | None = None
+        self,
+        principal: Principal,
+        conversations: list[ConversationRecord] | None = None,
+        connection: LocalConnection | None = None,
     ) -> list[dict[str, object]]:
-        """Everyone the principal shares a conversation with, and itself, as it sees them."""
+        """Everyone the principal shares a conversation with, and itself, as it sees them
+        (and, on the way, whether the connection's user shares its exact last seen)."""
         shared = await self.conversations.shared_with(principal, conversations)
-        records = await self.presence.records(
-            sorted(shared, key=lambda s: s.member), viewer=principal.subject
+        records, privacy = await self.presence.viewed_by(
+            sorted(shared, key=lambda s: s.member), principal.subject
         )
+        if connection is not None:
+            connection.reserved = privacy is not LastSeenPrivacy.EXACT
         return [r.to_json() for r in records]
 
 

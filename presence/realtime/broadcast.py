@@ -4,7 +4,8 @@ One emit goes to the list of rooms (every conversation of the subject, the perso
 co-members and its own): python-socketio delivers a multi-room emit once per socket, and the
 Redis manager publishes it once, however many conversations are shared. Only when the subject is
 invisible do its own sockets get a second, different message (their real status), and the first
-one skips them.
+one skips them. When the subject shares its exact last seen, the one emit carries two views
+(:mod:`presence.realtime.delivery`): viewers who hide their own get it approximately.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socketio
 from presence.conversations import Conversations
 from presence.domain import StatusChange, SubjectRef
 from presence.metrics import Metrics
+from presence.realtime.delivery import EXACT_VIEW, RESERVED_VIEW, VIEWS
 from presence.service import PresenceService
 
 log = logging.getLogger(__name__)
@@ -51,17 +53,21 @@ class Broadcaster:
     async def on_change(self, change: StatusChange) -> None:
         subject = change.public.subject
         own_room = user_room(subject.id)
-        same_view = (change.own.is_online, change.own.status) == (
-            change.public.is_online,
-            change.public.status,
-        )
+        public = change.public.to_json()
+        own = change.own.to_json()
+        same_view = {k: v for k, v in own.items() if k != "manualStatus"} == public
         if change.public_changed:
+            payload: dict[str, object] = public
+            reserved = None if change.reserved is None else change.reserved.to_json()
+            if reserved is not None and reserved != public:
+                # Viewers who hide their own last seen get the subject's approximately.
+                payload = {VIEWS: {EXACT_VIEW: public, RESERVED_VIEW: reserved}}
             rooms = await self.audience(subject)
             if same_view:
-                await self._emit(change.public.to_json(), rooms, skip=None)
+                await self._emit(payload, rooms, skip=None)
                 return
-            await self._emit(change.public.to_json(), rooms, skip=await self.presence.sids(subject))
-        await self._emit(change.own.to_json(), [own_room], skip=None)
+            await self._emit(payload, rooms, skip=await self.presence.sids(subject))
+        await self._emit(own, [own_room], skip=None)
 
     async def _emit(
         self, payload: dict[str, object], rooms: list[str], skip: list[str] | None

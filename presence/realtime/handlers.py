@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from presence.choices import Choices
 from presence.clock import Clock
-from presence.contract.events import INBOUND, ConversationJoin, Heartbeat, PresenceSet
+from presence.contract.events import INBOUND, Activity, ConversationJoin, Heartbeat, PresenceSet
 from presence.conversations import Conversations
 from presence.domain import Principal, from_epoch, iso
 from presence.realtime import payloads
@@ -25,12 +26,14 @@ class EventHandlers:
     clock: Clock
     conversations: Conversations
     presence: PresenceService
+    choices: Choices
 
     def __post_init__(self) -> None:
         self.table: dict[str, EventHandler] = {
             "presence:set": self.presence_set,
             "conversation:join": self.conversation_join,
             "heartbeat": self.heartbeat,
+            "activity": self.activity,
         }
         # ``authenticate`` is admission's; every other event of the contract is handled here.
         if {"authenticate", *self.table} != set(INBOUND):
@@ -41,13 +44,15 @@ class EventHandlers:
         await self.table[event](sid, principal, payload)
 
     async def presence_set(self, sid: str, principal: Principal, payload: PresenceSet) -> None:
-        await self.presence.activity(principal.subject)
-        await self.presence.set_manual_status(principal.subject, payload.status)
+        await self.choices.user_activity(principal.subject)
+        await self.choices.set_status(
+            principal.subject, payload.status, payload.text, payload.until
+        )
 
     async def conversation_join(
         self, sid: str, principal: Principal, payload: ConversationJoin
     ) -> None:
-        await self.presence.activity(principal.subject)
+        await self.choices.user_activity(principal.subject)
         conversation = await self.conversations.visible_to(principal, payload.conversation_id)
         await self.sio.enter_room(sid, conversation_room(conversation.id))
         members = await self.conversations.members(conversation)
@@ -58,7 +63,14 @@ class EventHandlers:
             {"conversationId": conversation.id, "users": [r.to_json() for r in records]},
         )
 
+    async def activity(self, sid: str, principal: Principal, payload: Activity) -> None:
+        """The person is there (typing, clicking): user activity, through the same throttle
+        as any other; no reply."""
+        await self.choices.user_activity(principal.subject)
+
     async def heartbeat(self, sid: str, principal: Principal, payload: Heartbeat) -> None:
+        """The client is there: keeps the subject connected, never user activity (an open tab
+        nobody looks at goes away)."""
         await self.presence.activity(principal.subject)
         await self.sio.reply(
             sid, "heartbeat:ack", {"serverTime": iso(from_epoch(self.clock.now()))}

@@ -6,18 +6,20 @@ personal rooms: an added member's sockets enter the conversation's room and get 
 ``presence:state`` (for conversations no larger than users may create,
 :data:`presence.conversations.MAX_MEMBERS`), a removed member's
 sockets leave the room (they hear nothing more of it), and a deactivated user's sockets are
-closed after its verified credentials are forgotten on that worker.
+closed after its verified credentials are forgotten on that worker. A user's new last-seen
+privacy reaches its sockets the same way: what they see of others follows it (reciprocity).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from presence.auth.authenticator import Authenticator
 from presence.conversations import MAX_MEMBERS, Conversations
 from presence.directory import MembershipChange
-from presence.domain import SubjectKind, SubjectRef
+from presence.domain import LastSeenPrivacy, SubjectKind, SubjectRef
 from presence.realtime.broadcast import conversation_room, user_room
 from presence.realtime.protocol import BoundedServer
 from presence.realtime.queue import ProbedQueue
@@ -37,8 +39,10 @@ class LiveDirectory:
         authenticator: Authenticator,
         conversations: Conversations,
         presence: PresenceService,
+        set_reserved: Callable[[str, bool], None],
     ) -> None:
         self._sio = sio
+        self._set_reserved = set_reserved
         self._queue = queue
         self._authenticator = authenticator
         self._conversations = conversations
@@ -68,6 +72,9 @@ class LiveDirectory:
     async def on_deactivated(self, user_id: str) -> None:
         await self._tell({"kind": "deactivated", "userId": user_id})
 
+    async def on_privacy(self, user_id: str, privacy: LastSeenPrivacy) -> None:
+        await self._tell({"kind": "privacy", "userId": user_id, "lastSeen": privacy.value})
+
     # -- on every worker ------------------------------------------------------------------------
 
     def _local_sids(self, user_id: str) -> list[str]:
@@ -81,6 +88,12 @@ class LiveDirectory:
             for sid in self._local_sids(user_id):
                 await self._sio.error(sid, "inactive_user", "account is deactivated")
                 await self._sio.disconnect(sid)
+            return
+        if payload.get("kind") == "privacy":
+            # What the user's sockets see of others' last seen follows its own choice.
+            reserved = payload["lastSeen"] != LastSeenPrivacy.EXACT.value
+            for sid in self._local_sids(str(payload["userId"])):
+                self._set_reserved(sid, reserved)
             return
         room = conversation_room(str(payload["conversationId"]))
         for user_id in payload.get("removed", []):

@@ -35,8 +35,11 @@ def _validated(model: type[P], value: Any, code: str = "invalid_payload") -> P:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        _, message = problem(exc)
-        raise InvalidPayload(message, code) from None
+        field_code, message = problem(exc, model.field_codes)
+        # A field with its own code (a status text, say) keeps it; anything else is the
+        # event's code.
+        own = field_code in model.field_codes.values()
+        raise InvalidPayload(message, field_code if own else code) from None
 
 
 def credentials_from(value: Any) -> Credentials | None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
+from presence.choices import Choices
 from presence.clock import Clock
 from presence.config import Settings
 from presence.conversations import Conversations
@@ -28,6 +29,7 @@ from presence.metrics import Metrics
 from presence.realtime import payloads
 from presence.realtime.admission import Admission, LocalConnection
 from presence.realtime.broadcast import Broadcaster
+from presence.realtime.delivery import EXACT_VIEW, RESERVED_VIEW, DirectDelivery
 from presence.realtime.handlers import EventHandlers
 from presence.realtime.manager import BroadcastRedisManager
 from presence.realtime.membership import LiveDirectory
@@ -65,6 +67,7 @@ class RealtimeServer:
         attempts: AttemptLimiter,
         conversations: Conversations,
         presence: PresenceService,
+        choices: Choices,
         routes: RoomRoutes,
     ) -> None:
         self._settings = settings
@@ -82,9 +85,12 @@ class RealtimeServer:
         origins: str | list[str] = (
             "*" if "*" in settings.cors_origins else list(settings.cors_origins)
         )
+        # One worker without Redis delivers through the same local delivery (with its views).
+        delivery = self.manager or DirectDelivery()
+        delivery.view_of = self._view_of
         self.sio = BoundedServer(
             async_mode="aiohttp",
-            client_manager=self.manager,
+            client_manager=delivery,
             cors_allowed_origins=origins,
             ping_interval=settings.ping_interval_s,
             ping_timeout=settings.ping_timeout_s,
@@ -104,21 +110,27 @@ class RealtimeServer:
             attempts=attempts,
             conversations=conversations,
             presence=presence,
+            choices=choices,
             trusted_proxies=settings.trusted_proxies,
         )
         self._resync = Resync(self.sio, self._admission, self._live_sockets, metrics)
         if self.manager is not None:
             self.manager.on_heard_again = self._resync.run
         self._handlers = EventHandlers(
-            sio=self.sio, clock=clock, conversations=conversations, presence=presence
+            sio=self.sio,
+            clock=clock,
+            conversations=conversations,
+            presence=presence,
+            choices=choices,
         )
         self._broadcaster = Broadcaster(
             sio=self.sio, conversations=conversations, presence=presence, metrics=metrics
         )
         presence.add_listener(self._broadcaster.on_change)
         self.live_directory = LiveDirectory(
-            self.sio, self.manager, authenticator, conversations, presence
+            self.sio, self.manager, authenticator, conversations, presence, self._set_reserved
         )
+        choices.add_privacy_listener(self.live_directory.on_privacy)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("*", self._on_event)
@@ -305,6 +317,15 @@ class RealtimeServer:
             if c.principal is not None and c.registered
         ]
         await self._presence.reassert(live)
+
+    def _view_of(self, sid: str) -> str:
+        connection = self._local.get(sid)
+        return EXACT_VIEW if connection is not None and not connection.reserved else RESERVED_VIEW
+
+    def _set_reserved(self, sid: str, reserved: bool) -> None:
+        connection = self._local.get(sid)
+        if connection is not None:
+            connection.reserved = reserved
 
     def _live_sockets(self) -> list[tuple[str, Principal]]:
         return [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from presence.domain import ManualStatus, Role, SubjectRef
+from presence.domain import LastSeenPrivacy, ManualStatus, Role, SubjectRef
 
 
 class StoreError(Exception):
@@ -80,6 +80,20 @@ class StoredPresence:
     manual_status: ManualStatus
     last_active_at: datetime | None
     last_seen: datetime | None
+    # A custom status: its text and when it ends (both None when none was chosen).
+    status_text: str | None = None
+    status_until: datetime | None = None
+    # How much of its last seen the subject shows (guests choose nothing: exact).
+    privacy: LastSeenPrivacy = LastSeenPrivacy.EXACT
+
+
+@dataclass(frozen=True, slots=True)
+class ManualChoice:
+    """What a subject chose for itself: a status, and optionally a text and an end."""
+
+    status: ManualStatus
+    text: str | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +227,18 @@ class PresenceStore(Protocol):
         """:meth:`set_online` for many subjects (at most one change each), in one round trip
         per collection and batch; returns how many subjects exist."""
 
-    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool: ...
+    async def set_manual_status(self, subject: SubjectRef, choice: ManualChoice) -> bool:
+        """Store the status with its text and end (a choice without them clears both)."""
+
+    async def clear_expired_status(self, subject: SubjectRef, until: datetime) -> bool:
+        """Back to automatic (``online``, no text), only if the status stored still ends at
+        ``until``: a newer choice is never cleared. True when it was cleared."""
+
+    async def expiring_statuses(self, limit: int) -> list[tuple[SubjectRef, datetime]]:
+        """Subjects with a custom status that ends, and when, soonest first."""
+
+    async def set_last_seen_privacy(self, user_id: str, privacy: LastSeenPrivacy) -> bool:
+        """False when no user has that id."""
 
     async def get_presence(
         self, subjects: Sequence[SubjectRef]

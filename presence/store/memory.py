@@ -8,10 +8,20 @@ from datetime import datetime
 
 from bson import ObjectId
 
-from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, later
+from presence.domain import (
+    LastSeenPrivacy,
+    ManualStatus,
+    Role,
+    SubjectKind,
+    SubjectRef,
+    from_epoch,
+    later,
+    to_epoch,
+)
 from presence.store.base import (
     ConversationRecord,
     DuplicateError,
+    ManualChoice,
     OnlineChange,
     ParticipantRecord,
     ServiceTokenRecord,
@@ -26,11 +36,19 @@ from presence.store.base import (
 class _PresenceFields:
     is_online: bool = False
     manual_status: ManualStatus = ManualStatus.ONLINE
+    status_text: str | None = None
+    status_until: datetime | None = None
+    privacy: LastSeenPrivacy = LastSeenPrivacy.EXACT
     last_active_at: datetime | None = None
     last_seen: datetime | None = None
     epoch: int = 0
     swept_by: str | None = None
     swept_at: datetime | None = None
+
+
+def _to_ms(moment: datetime) -> datetime:
+    """As MongoDB keeps a date: to the millisecond, in UTC."""
+    return from_epoch(to_epoch(moment))
 
 
 def _new_id() -> str:
@@ -181,11 +199,32 @@ class MemoryStore:
             )
         return written
 
-    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
+    async def set_manual_status(self, subject: SubjectRef, choice: ManualChoice) -> bool:
         fields = self._presence.get(subject)
         if fields is None:
             return False
-        fields.manual_status = status
+        fields.manual_status = choice.status
+        fields.status_text = choice.text
+        fields.status_until = None if choice.until is None else _to_ms(choice.until)
+        return True
+
+    async def clear_expired_status(self, subject: SubjectRef, until: datetime) -> bool:
+        fields = self._presence.get(subject)
+        if fields is None or fields.status_until is None or fields.status_until != _to_ms(until):
+            return False
+        fields.manual_status = ManualStatus.ONLINE
+        fields.status_text = fields.status_until = None
+        return True
+
+    async def expiring_statuses(self, limit: int) -> list[tuple[SubjectRef, datetime]]:
+        found = [(s, f.status_until) for s, f in self._presence.items() if f.status_until]
+        return sorted(found, key=lambda item: item[1])[:limit]
+
+    async def set_last_seen_privacy(self, user_id: str, privacy: LastSeenPrivacy) -> bool:
+        fields = self._presence.get(SubjectRef(SubjectKind.USER, user_id))
+        if fields is None:
+            return False
+        fields.privacy = privacy
         return True
 
     async def get_presence(
@@ -207,6 +246,9 @@ class MemoryStore:
                 fields.manual_status,
                 fields.last_active_at,
                 fields.last_seen,
+                fields.status_text,
+                fields.status_until,
+                fields.privacy,
             )
         return found
 

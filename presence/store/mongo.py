@@ -16,7 +16,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 
-from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef
+from presence.domain import LastSeenPrivacy, ManualStatus, Role, SubjectKind, SubjectRef
 from presence.store.base import (
     OnlineChange,
     ParticipantRecord,
@@ -29,6 +29,7 @@ from presence.store.mongo_conversations import MongoConversations
 from presence.store.mongo_directory import MongoDirectory, user_record
 from presence.store.mongo_errors import driver_errors_translated
 from presence.store.mongo_services import MongoServiceTokens
+from presence.store.mongo_status import MongoStatus
 
 Doc = Mapping[str, Any]
 
@@ -65,7 +66,7 @@ def _presence_fields() -> dict[str, Any]:
 
 
 @driver_errors_translated
-class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
+class MongoStore(MongoStatus, MongoServiceTokens, MongoDirectory, MongoConversations):
     def __init__(
         self, client: AsyncMongoClient[dict[str, Any]], database: str, *, max_batch: int = 100
     ) -> None:
@@ -107,6 +108,7 @@ class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
         await self._participants.create_index("conversationId")
         await self._ensure_membership_indexes()
         await self._service_tokens.create_index("tokenHash", unique=True)
+        await self._ensure_status_indexes()
 
     async def close(self) -> None:
         await self._client.close()
@@ -241,11 +243,6 @@ class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
             )
         return await self._bulk(by_collection)
 
-    async def set_manual_status(self, subject: SubjectRef, status: ManualStatus) -> bool:
-        return await self._update(
-            self._collection(subject), {"_id": subject.id}, {"$set": {"manualStatus": status.value}}
-        )
-
     async def get_presence(
         self, subjects: Sequence[SubjectRef]
     ) -> dict[SubjectRef, StoredPresence]:
@@ -257,6 +254,9 @@ class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
             "manualStatus": 1,
             "lastActiveAt": 1,
             "lastSeen": 1,
+            "statusText": 1,
+            "statusUntil": 1,
+            "lastSeenPrivacy": 1,
         }
         for kind, coll, name_field in (
             (SubjectKind.USER, self._users, "username"),
@@ -277,6 +277,9 @@ class MongoStore(MongoServiceTokens, MongoDirectory, MongoConversations):
                     manual_status=ManualStatus(doc.get("manualStatus") or "online"),
                     last_active_at=doc.get("lastActiveAt"),
                     last_seen=doc.get("lastSeen"),
+                    status_text=doc.get("statusText"),
+                    status_until=doc.get("statusUntil"),
+                    privacy=LastSeenPrivacy(doc.get("lastSeenPrivacy") or "exact"),
                 )
         return found
 
