@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from presence.domain import ManualStatus, Role, SubjectKind, SubjectRef, from_epoch
-from presence.store.base import DuplicateError, OnlineChange, ServiceTokenRecord, Store
+from presence.domain import LastSeenPrivacy, ManualStatus, Role, SubjectKind, SubjectRef, from_epoch
+from presence.store.base import (
+    DuplicateError,
+    ManualChoice,
+    OnlineChange,
+    ServiceTokenRecord,
+    Store,
+)
 from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
 
@@ -133,7 +139,7 @@ async def test_online_flag_last_seen_and_manual_status(store: Store) -> None:
     seen = T0 + timedelta(seconds=5)
     assert await store.set_online(subject, False, last_seen=seen)
     assert await store.set_online(subject, False, last_seen=T0)  # never lowered
-    assert await store.set_manual_status(subject, ManualStatus.DND)
+    assert await store.set_manual_status(subject, ManualChoice(ManualStatus.DND))
     found = (await store.get_presence([subject]))[subject]
     assert (found.is_online, found.last_seen, found.manual_status) == (
         False,
@@ -141,6 +147,45 @@ async def test_online_flag_last_seen_and_manual_status(store: Store) -> None:
         ManualStatus.DND,
     )
     assert found.name == "ann"
+
+
+async def test_a_custom_status_is_stored_and_cleared_only_at_its_own_end(store: Store) -> None:
+    subject = await _user(store)
+    ends = T0 + timedelta(hours=1, microseconds=1500)  # kept to the millisecond
+    choice = ManualChoice(ManualStatus.DND, "in a meeting", ends)
+    assert await store.set_manual_status(subject, choice)
+    found = (await store.get_presence([subject]))[subject]
+    kept = T0 + timedelta(hours=1, milliseconds=1)
+    assert (found.manual_status, found.status_text, found.status_until) == (
+        ManualStatus.DND,
+        "in a meeting",
+        kept,
+    )
+    assert await store.expiring_statuses(limit=10) == [(subject, kept)]
+    # Another end (a newer choice) is never cleared by the old one's moment.
+    assert not await store.clear_expired_status(subject, T0)
+    assert await store.clear_expired_status(subject, kept)
+    assert not await store.clear_expired_status(subject, kept)  # once
+    found = (await store.get_presence([subject]))[subject]
+    assert (found.manual_status, found.status_text, found.status_until) == (
+        ManualStatus.ONLINE,
+        None,
+        None,
+    )
+    assert await store.expiring_statuses(limit=10) == []
+    # A choice without an end clears the text and the end of the one before.
+    assert await store.set_manual_status(subject, ManualChoice(ManualStatus.AWAY, "x", kept))
+    assert await store.set_manual_status(subject, ManualChoice(ManualStatus.AWAY))
+    found = (await store.get_presence([subject]))[subject]
+    assert (found.status_text, found.status_until) == (None, None)
+
+
+async def test_last_seen_privacy_is_stored_with_the_user(store: Store) -> None:
+    subject = await _user(store)
+    assert (await store.get_presence([subject]))[subject].privacy is LastSeenPrivacy.EXACT
+    assert await store.set_last_seen_privacy(subject.id, LastSeenPrivacy.HIDDEN)
+    assert (await store.get_presence([subject]))[subject].privacy is LastSeenPrivacy.HIDDEN
+    assert not await store.set_last_seen_privacy("missing", LastSeenPrivacy.HIDDEN)
 
 
 async def test_online_flags_of_many_subjects_in_one_call(store: Store) -> None:

@@ -18,7 +18,13 @@ from presence.domain import ManualStatus, Principal, Role, SubjectKind, SubjectR
 from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.profiles import Profiles
-from presence.store.base import ConversationRecord, ParticipantRecord, StoredPresence, StoreError
+from presence.store.base import (
+    ConversationRecord,
+    ManualChoice,
+    ParticipantRecord,
+    StoredPresence,
+    StoreError,
+)
 from presence.store.memory import MemoryStore
 from tests.support.fakes import FakeClock
 
@@ -102,7 +108,7 @@ async def test_a_change_on_one_worker_makes_every_copy_cold() -> None:
     a = await _user(store, "ann")
     one, two = Worker(store, redis, clock), Worker(store, redis, clock)
     assert (await two.stored(a))[a].manual_status is ManualStatus.ONLINE
-    await store.set_manual_status(a, ManualStatus.DND)
+    await store.set_manual_status(a, ManualChoice(ManualStatus.DND))
     await one.profiles.changed([a])
     assert (await two.stored(a))[a].manual_status is ManualStatus.DND
     assert store.presence_reads == 2
@@ -293,8 +299,8 @@ async def test_the_worker_that_stored_a_status_keeps_its_copy_warm_and_no_other_
     await one.stored(a)
     await one.profiles.conversations_of(a)
     await two.stored(a)
-    await store.set_manual_status(a, ManualStatus.DND)
-    await one.profiles.status_changed(a, ManualStatus.DND)
+    await store.set_manual_status(a, ManualChoice(ManualStatus.DND))
+    await one.profiles.status_changed(a, ManualChoice(ManualStatus.DND))
     reads, listed = store.presence_reads, store.conversation_reads
     assert (await one.stored(a))[a].manual_status is ManualStatus.DND
     assert await one.profiles.conversations_of(a) == []
@@ -304,7 +310,7 @@ async def test_the_worker_that_stored_a_status_keeps_its_copy_warm_and_no_other_
     assert store.presence_reads == reads + 1
     # Changed elsewhere since this worker read it: its copy is not trusted.
     await two.profiles.changed([a])
-    await store.set_manual_status(a, ManualStatus.AWAY)
-    await one.profiles.status_changed(a, ManualStatus.AWAY)
+    await store.set_manual_status(a, ManualChoice(ManualStatus.AWAY))
+    await one.profiles.status_changed(a, ManualChoice(ManualStatus.AWAY))
     await one.stored(a)
     assert store.presence_reads == reads + 2
