@@ -12,8 +12,22 @@ export interface PresenceRecord {
   status: Status;
   lastActiveAt: string | null;
   lastSeen: string | null;
+  /** Instead of lastSeen when its moment is not shared with the viewer. */
+  lastSeenApprox: "recently" | "within_week" | "within_month" | "long_ago" | null;
+  /** A custom status: its text and when it ends (null when none, or when it looks offline). */
+  statusText: string | null;
+  statusUntil: string | null;
+  /** Away because the person has been idle (its chosen status is online). */
+  autoAway: boolean;
   /** Only in the subject's own record. */
   manualStatus?: ManualStatus;
+}
+
+export interface StatusChoice {
+  /** At most 100 characters; "" clears it. */
+  text?: string;
+  /** When the status ends by itself (in the future, at most 30 days away). */
+  until?: Date | string;
 }
 
 export type StoreChange =
@@ -58,7 +72,8 @@ export interface PresenceClient {
   activity(): boolean;
   /** Join a conversation's room (again after every reconnection) and get its state. */
   join(conversationId: string): void;
-  setStatus(status: ManualStatus): void;
+  /** A manual status, optionally with a text and an end. */
+  setStatus(status: ManualStatus, choice?: StatusChoice): void;
   close(): void;
 }
 

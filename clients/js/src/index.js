@@ -45,7 +45,8 @@ export function connect(options) {
     const now = Date.now();
     if (now - lastActivity < (options.activityEveryMs ?? ACTIVITY_EVERY_MS)) return false;
     lastActivity = now;
-    if (socket.connected) socket.emit("heartbeat", { clientTime: new Date(now).toISOString() });
+    // `activity` is the person (it ends automatic away); `heartbeat` would only be the client.
+    if (socket.connected) socket.emit("activity", {});
     return true;
   }
 
@@ -66,8 +67,11 @@ export function connect(options) {
       joined.add(conversationId);
       if (socket.connected) socket.emit("conversation:join", { conversationId });
     },
-    setStatus(status) {
-      socket.emit("presence:set", { status });
+    setStatus(status, { text, until } = {}) {
+      const choice = { status };
+      if (text !== undefined) choice.text = text;
+      if (until !== undefined) choice.until = until instanceof Date ? until.toISOString() : until;
+      socket.emit("presence:set", choice);
     },
     close() {
       if (target) for (const name of INPUT_EVENTS) target.removeEventListener(name, onInput);

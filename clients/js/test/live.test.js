@@ -67,10 +67,30 @@ test("activity is sent at most once per period", async () => {
   const c = connect({ url: urlA, token: tokenA, trackInput: false, activityEveryMs: 60_000 });
   clients.push(c);
   await until(() => c.socket.connected, "c connected");
-  const acks = [];
-  c.socket.on("heartbeat:ack", (ack) => acks.push(ack));
+  const sent = [];
+  c.socket.onAnyOutgoing((event) => sent.push(event));
   assert.equal(c.activity(), true);
   assert.equal(c.activity(), false);
-  await until(() => acks.length === 1, "the server acknowledging the activity");
+  assert.deepEqual(sent, ["activity"]);
   assert.throws(() => connect({ url: urlA }), TypeError);
+});
+
+// The cluster runs with PRESENCE_IDLE_AWAY_S=1.5: an idle client goes away by itself.
+test("an idle user goes away, its activity brings it back, and a status ends by itself", async () => {
+  const a = connect({ url: urlA, token: tokenA, trackInput: false });
+  const b = connect({ url: urlB, token: tokenB, trackInput: false, activityEveryMs: 0 });
+  clients.push(a, b);
+  await until(() => b.socket.connected && a.store.get(idB)?.isOnline, "a seeing b online");
+  b.setStatus("online"); // the first test left it dnd, which automatic away never changes
+  const seen = () => a.store.get(idB);
+  await until(() => seen().status === "away" && seen().autoAway, "b going away", 8_000);
+  assert.equal(b.activity(), true);
+  await until(() => seen().status === "online" && !seen().autoAway, "b back");
+
+  const ends = new Date(Date.now() + 1_500);
+  b.setStatus("dnd", { text: "focus", until: ends });
+  await until(() => seen().statusText === "focus" && seen().status === "dnd", "b's custom status");
+  assert.equal(seen().statusUntil, ends.toISOString());
+  await until(() => seen().statusText === null && seen().status !== "dnd", "its end", 5_000);
+  assert.ok(Date.now() <= ends.getTime() + 2_000, "ended within 2 s of its moment");
 });

@@ -14,6 +14,7 @@ const unsubscribe: () => boolean = client.store.subscribe(
 );
 client.join("conversation-id");
 client.setStatus("dnd");
+client.setStatus("away", { text: "lunch", until: new Date(Date.now() + 3_600_000) });
 const members: PresenceRecord[] = client.store.members("conversation-id");
 const sent: boolean = client.activity();
 void [members, sent, unsubscribe, client.user?.username];
