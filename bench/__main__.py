@@ -31,6 +31,7 @@ ALL = [
     "b10_detection",
     "b11_fanout",
     "b12_peer",
+    "b13_large_rooms",
     "b14_service_lookup",
     "b15_directory_import",
 ]

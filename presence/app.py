@@ -53,6 +53,7 @@ from presence.profiles import Profiles
 from presence.readiness import Readiness
 from presence.realtime.server import RealtimeServer
 from presence.registry import ConnectionRegistry, WorkerRegistry
+from presence.rooms import LargeRooms
 from presence.routes import RoomRoutes
 from presence.service import PresenceService
 from presence.store.base import Store, StoreError
@@ -161,6 +162,9 @@ def create_app(
         counters=counters,
         online_writes=online_writes,
     )
+    memberships = Conversations(
+        store, clock, profiles, fanout_limit=settings.room_fanout_limit
+    )
     presence = PresenceService(
         store=store,
         clock=clock,
@@ -192,8 +196,9 @@ def create_app(
         service_tokens=ServiceTokens(store, clock),
         service_limiter=ServiceRateLimiter(redis, keys, metrics, settings.service_rate_limit),
         accounts=Accounts(store, passwords or Passwords(), codec, clock, profiles),
-        conversations=Conversations(store, clock, profiles),
+        conversations=memberships,
         presence=presence,
+        rooms=LargeRooms(redis, keys, clock, presence, memberships),
         choices=Choices(
             presence=presence,
             store=store,
@@ -230,6 +235,7 @@ def create_app(
         conversations=components.conversations,
         presence=components.presence,
         choices=components.choices,
+        rooms=components.rooms,
         routes=routes,
     )
     components.readiness.extra["pubsub"] = lambda: not realtime.pubsub_deaf()
@@ -390,6 +396,7 @@ async def _background_context(app: web.Application) -> AsyncIterator[None]:
         "event_feed": c.feed.run,
         "transport_activity": realtime.run_transport_activity,
         "slow_consumer_check": realtime.run_slow_consumer_check,
+        "room_counts": realtime.run_room_counts,
     }
     if realtime.manager is not None:
         loops["pubsub_probe"] = realtime.manager.run_probe

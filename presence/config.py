@@ -56,6 +56,9 @@ class Settings:
     offline_grace_s: float = 5.0
     # No user activity this long makes a connected subject away (presence.choices); 0: never.
     idle_away_s: float = 300.0
+    # A conversation with more members than this is large: a member's transition is not pushed
+    # to the whole room, which gets its online count instead (presence.rooms).
+    room_fanout_limit: int = 500
     cache_cleanup_interval_s: float = 300.0
     cache_max_age_s: float = 600.0
     leader_ttl_s: float = 15.0
@@ -185,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         offline_threshold_s=reader.duration("PRESENCE_OFFLINE_THRESHOLD_S", 300),
         offline_grace_s=reader.duration("PRESENCE_OFFLINE_GRACE_S", 5, allow_zero=True),
         idle_away_s=reader.duration("PRESENCE_IDLE_AWAY_S", 300, allow_zero=True),
+        room_fanout_limit=reader.integer("PRESENCE_ROOM_FANOUT_LIMIT", 500, low=1),
         cache_cleanup_interval_s=reader.duration("PRESENCE_CACHE_CLEANUP_INTERVAL_S", 300),
         cache_max_age_s=reader.duration("PRESENCE_CACHE_MAX_AGE_S", 600),
         leader_ttl_s=reader.duration("PRESENCE_LEADER_TTL_S", 15),

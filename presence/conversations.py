@@ -21,10 +21,18 @@ MAX_MEMBERS = 1000
 
 
 class Conversations:
-    def __init__(self, store: Store, clock: Clock, profiles: Profiles) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, profiles: Profiles, *, fanout_limit: int = 500
+    ) -> None:
         self._store = store
         self._clock = clock
         self._profiles = profiles  # who is in which conversation, as announcements read it
+        # Above this many members a conversation is large (presence.rooms): its members'
+        # presence is asked for, never pushed or listed whole.
+        self.fanout_limit = fanout_limit
+
+    def is_large(self, conversation: ConversationRecord) -> bool:
+        return len(conversation.member_ids) > self.fanout_limit
 
     async def create(
         self, owner: Principal, title: str, member_ids: Sequence[str]
@@ -75,6 +83,9 @@ class Conversations:
             raise Forbidden("not a member of this conversation", "not_member")
         return conversation, _members(conversation, guests)
 
+    async def guest_count(self, conversation: ConversationRecord) -> int:
+        return len((await self._profiles.guests_of([conversation.id]))[conversation.id])
+
     async def members(self, conversation: ConversationRecord) -> list[SubjectRef]:
         """Registered members, then the conversation's active anonymous participants."""
         guests = (await self._profiles.guests_of([conversation.id]))[conversation.id]
@@ -101,15 +112,34 @@ class Conversations:
     async def shared_with(
         self, viewer: Principal, conversations: Sequence[ConversationRecord] | None = None
     ) -> set[SubjectRef]:
-        """Every subject that shares at least one conversation with the viewer (and itself);
+        """Every subject that shares at least one conversation with the viewer (and itself),
+        large conversations left out (their members are asked for, see :meth:`watchable`);
         ``conversations`` are the viewer's, when the caller has just read them."""
         if conversations is None:
             conversations = await self._profiles.conversations_of(viewer.subject)
+        small = [c for c in conversations if not self.is_large(c)]
         shared = {viewer.subject}
-        guests = await self._profiles.guests_of([c.id for c in conversations])
-        for conversation in conversations:
+        guests = await self._profiles.guests_of([c.id for c in small])
+        for conversation in small:
             shared.update(_members(conversation, guests[conversation.id]))
         return shared
+
+    async def watchable(self, viewer: Principal, ids: Sequence[str]) -> list[SubjectRef]:
+        """Of these ids, in the order given (each once), the subjects the viewer may follow:
+        those it shares a conversation with, large ones included (presence is not a public
+        directory, whatever the size of the room)."""
+        conversations = await self._profiles.conversations_of(viewer.subject)
+        shared = {s.id: s for s in await self.shared_with(viewer, conversations)}
+        wanted = [i for i in dict.fromkeys(ids) if i not in shared]
+        for conversation in conversations:
+            if not wanted:
+                break
+            if self.is_large(conversation):
+                members = set(conversation.member_ids)
+                for user_id in [i for i in wanted if i in members]:
+                    shared[user_id] = SubjectRef(SubjectKind.USER, user_id)
+                    wanted.remove(user_id)
+        return [shared[i] for i in dict.fromkeys(ids) if i in shared]
 
 
 def _members(conversation: ConversationRecord, guest_ids: Sequence[str]) -> list[SubjectRef]:

@@ -141,6 +141,8 @@ class StatusChange:
     # The public view for viewers who do not share their own exact last seen, when it differs
     # from ``public`` (the subject shares its exact last seen): it never tells the moment.
     reserved: PresenceRecord | None = None
+    # What others saw before (None: not known): a large room's count follows online-ness.
+    before: Status | None = None
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -174,11 +174,37 @@ class Keys:
         """String holding the worker's incarnation; PX = worker TTL."""
         return f"{self.prefix}{{workers}}:worker:{worker_id}"
 
+    def room_online(self, conversation_id: str) -> str:
+        """Sorted set (every score 0, so it reads in member order) of the members of a large
+        conversation others see online, plus :data:`ROOM_SENTINEL` once it was counted: its
+        online count, kept at every transition, and the online first pages of its presence.
+        Expires, so it is counted again from the live states now and then."""
+        return f"{self.prefix}{{room:{conversation_id}}}:online"
+
+    def room_counting(self, conversation_id: str, token: str) -> str:
+        """Where one worker counts a large conversation before it becomes the count (same
+        hash tag: one RENAMENX publishes it)."""
+        return f"{self.prefix}{{room:{conversation_id}}}:counting:{token}"
+
+    def room_told(self, conversation_id: str) -> str:
+        """Set for a second after the conversation's count was sent to its room (NX): at most
+        one ``presence:count`` per second, cluster-wide."""
+        return f"{self.prefix}{{room:{conversation_id}}}:told"
+
+    @property
+    def rooms_changed(self) -> str:
+        """Set of the large conversations whose count changed since it was last sent."""
+        return f"{self.prefix}roomschanged"
+
     @property
     def leader(self) -> str:
         """The maintenance lease: holds the leader's worker id while it is held."""
         return f"{self.prefix}leader"
 
+
+# The member of every counted large room's online set that is no subject (``kind:id`` always
+# has a colon): the set exists, and so is counted, even while nobody in it is online.
+ROOM_SENTINEL = "~counted"
 
 # Between a subject's member and a socket id in a worker's set of connections: neither a
 # member (``kind:id``) nor a Socket.IO sid contains it, so the entry splits back unambiguously.

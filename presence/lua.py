@@ -335,6 +335,28 @@ return #rooms
 """
 
 # Every script, loaded at start-up so that no request pays a NOSCRIPT retry.
+# A member of a large conversation came online (ARGV[2] = 1) or went offline (0): its online set
+# changes, if the conversation is counted (else its next count reads the live states anyway).
+# KEYS[1] the room's online set   ARGV[1] member  ARGV[2] online (0|1)
+# Returns 1 when the count changed.
+ROOM_MEMBER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '1' then return redis.call('ZADD', KEYS[1], 0, ARGV[1]) end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# A worker counted a large conversation into KEYS[2]: it becomes the count, unless another
+# worker's count got there first. KEYS[1] the room's online set  KEYS[2] the worker's count
+# ARGV[1] lifetime ms   Returns 1 when this count was published.
+ROOM_COUNTED = """
+if redis.call('RENAMENX', KEYS[2], KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('DEL', KEYS[2])
+return 0
+"""
+
 SCRIPTS = (
     ACTIVITY,
     CONNECT,
@@ -355,4 +377,6 @@ SCRIPTS = (
     END_STATUS,
     USER_INPUT,
     TAKE_AWAY,
+    ROOM_MEMBER,
+    ROOM_COUNTED,
 )

@@ -410,13 +410,19 @@ class PresenceService:
             )
         if isinstance(before, PresenceRecord):
             changed = _shown(public) != _shown(before)
+            before_status = before.status
         else:
             if before is None:
                 assert own.manual_status is not None
                 before = policy.visible_status(True, own.manual_status, was_away)
             changed = public.status != before
+            before_status = before
         return StatusChange(
-            public=public, own=own, public_changed=changed or force, reserved=reserved
+            public=public,
+            own=own,
+            public_changed=changed or force,
+            reserved=reserved,
+            before=before_status,
         )
 
     async def _announce_online(self, subject: SubjectRef) -> None:

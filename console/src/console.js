@@ -61,7 +61,25 @@ function ago(iso) {
   return `last seen ${Math.round(hours / 24)} days ago`;
 }
 
+// Members of a large conversation shown at first (online first).
+const LARGE_PAGE = 20;
 const STATUS_TEXT = { online: "online", away: "away", dnd: "do not disturb", offline: "offline" };
+const APPROX_TEXT = {
+  recently: "last seen recently",
+  within_week: "last seen within a week",
+  within_month: "last seen within a month",
+  long_ago: "last seen a long time ago",
+};
+
+function statusLine(record) {
+  if (record.status === "offline") {
+    if (record.lastSeen) return `offline, ${ago(record.lastSeen)}`;
+    // Its owner shares it approximately (or this user hides its own), or not at all.
+    return record.lastSeenApprox ? `offline, ${APPROX_TEXT[record.lastSeenApprox]}` : "offline";
+  }
+  const status = STATUS_TEXT[record.status] || record.status;
+  return record.autoAway ? `${status} (idle)` : status;
+}
 
 function memberItem(record) {
   const item = document.createElement("li");
@@ -76,8 +94,8 @@ function memberItem(record) {
   name.textContent = record.username;
   const text = document.createElement("span");
   text.className = "status-text";
-  const status = STATUS_TEXT[record.status] || record.status;
-  text.textContent = record.status === "offline" ? `offline, ${ago(record.lastSeen)}` : status;
+  text.textContent = statusLine(record);
+  item.dataset.autoAway = String(Boolean(record.autoAway));
   item.append(dot, name);
   if (record.isAnonymous) {
     const tag = document.createElement("span");
@@ -86,6 +104,13 @@ function memberItem(record) {
     item.append(tag);
   }
   item.append(text);
+  if (record.statusText) {
+    const custom = document.createElement("span");
+    custom.className = "custom-text";
+    custom.textContent = record.statusText;
+    if (record.statusUntil) custom.title = `until ${new Date(record.statusUntil).toLocaleString()}`;
+    item.append(custom);
+  }
   return item;
 }
 
@@ -119,8 +144,11 @@ function renderConversations() {
     list.setAttribute("aria-label", `Members of ${conversation.title}`);
     const online = conversation.members.filter((m) => m.isOnline).length;
     const summary = document.createElement("p");
-    summary.className = "hint";
-    summary.textContent = `${online} of ${conversation.members.length} online`;
+    summary.className = "hint count";
+    summary.textContent = conversation.count
+      ? `${conversation.count.online} of ${conversation.count.total} online · large ` +
+        `conversation, the first ${conversation.members.length} shown`
+      : `${online} of ${conversation.members.length} online`;
     for (const record of conversation.members) list.append(memberItem(record));
     section.append(heading, summary, list);
     if (conversation.shareUrl) {
@@ -184,10 +212,20 @@ function connect() {
       if (!known) refreshConversations();
       else renderConversations();
       addToFeed(change.record);
+    } else if (change.type === "subscribed") {
+      for (const record of change.users) applyRecord(record);
+      renderConversations();
+    } else if (change.type === "count") {
+      const conversation = state.conversations.find((c) => c.id === change.conversationId);
+      if (conversation) {
+        conversation.count = { online: change.online, total: change.total };
+        renderConversations();
+      }
     }
   });
   socket.on("error", (error) => showError(error?.message || "error"));
   state.socket = client;
+  follow();
 }
 
 function addToFeed(record) {
@@ -267,8 +305,25 @@ async function refreshConversations() {
     const { data } = await api("GET", "/api/conversations");
     const links = new Map(state.conversations.map((c) => [c.id, c.shareUrl]));
     state.conversations = data.map((c) => ({ ...c, shareUrl: links.get(c.id) }));
+    // A large conversation's members are not listed: its first page (online first) and its
+    // count, then the count as the room hears it and the shown members by subscription.
+    for (const conversation of state.conversations) {
+      if (conversation.members.length > 0 || conversation.memberIds.length === 0) continue;
+      const path = `/api/conversations/${conversation.id}/presence?limit=${LARGE_PAGE}`;
+      const { data: page } = await api("GET", path);
+      conversation.members = page.users;
+      conversation.count = { online: page.online, total: page.total };
+    }
+    follow();
   }
   renderConversations();
+}
+
+function follow() {
+  const ids = state.conversations
+    .filter((c) => c.count)
+    .flatMap((c) => c.members.map((m) => m.userId));
+  if (state.socket && ids.length) state.socket.subscribe([...new Set(ids)].slice(0, 200));
 }
 
 async function start() {
@@ -288,6 +343,12 @@ async function start() {
   $("#me").hidden = false;
   $("#me-name").textContent = state.me.username || state.me.nickname;
   $("#my-status").value = state.me.presence?.manualStatus || "online";
+  $("#my-status-text").value = state.me.presence?.statusText || "";
+  $("#privacy").hidden = state.session.kind !== "user";
+  if (state.session.kind === "user") {
+    const { data } = await api("GET", "/api/users/me/privacy");
+    $("#my-privacy").value = data.lastSeen;
+  }
   $("#conversations").hidden = false;
   await refreshConversations();
   connect();
@@ -344,9 +405,22 @@ function wire() {
       showError(error.message);
     }
   });
-  $("#my-status").addEventListener("change", async (event) => {
+  const setStatus = async () => {
+    showError("");
+    const choice = { status: $("#my-status").value, text: $("#my-status-text").value };
+    const clearAfter = Number($("#my-status-until").value);
+    if (clearAfter) choice.until = new Date(Date.now() + clearAfter * 1000).toISOString();
     try {
-      await api("PUT", "/api/users/me/status", { status: event.target.value });
+      await api("PUT", "/api/users/me/status", choice);
+    } catch (error) {
+      showError(error.message);
+    }
+  };
+  $("#my-status").addEventListener("change", setStatus);
+  $("#set-status").addEventListener("click", setStatus);
+  $("#my-privacy").addEventListener("change", async (event) => {
+    try {
+      await api("PUT", "/api/users/me/privacy", { lastSeen: event.target.value });
     } catch (error) {
       showError(error.message);
     }

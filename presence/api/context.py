@@ -22,6 +22,7 @@ from presence.feed import EventFeed
 from presence.metrics import Metrics
 from presence.readiness import Readiness
 from presence.registry import WorkerRegistry
+from presence.rooms import LargeRooms
 from presence.service import PresenceService
 from presence.throttle import ActivityTracker
 
@@ -39,6 +40,7 @@ class Components:
     conversations: Conversations
     presence: PresenceService
     choices: Choices
+    rooms: LargeRooms
     tracker: ActivityTracker
     counters: ClusterCounters
     registry: WorkerRegistry

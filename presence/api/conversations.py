@@ -10,6 +10,7 @@ from presence.api.identity import caller, registered_user
 from presence.api.responses import json_response
 from presence.api.views import conversation_json, share_link_json
 from presence.contract.http import NewConversationBody, ShareLinkBody
+from presence.rooms import page_limit
 
 
 async def list_conversations(request: web.Request) -> web.Response:
@@ -18,8 +19,13 @@ async def list_conversations(request: web.Request) -> web.Response:
     found = await c.conversations.list_for(principal)
     data = []
     for conversation in found:
-        members = await c.presence.records(
-            await c.conversations.members(conversation), viewer=principal.subject
+        # A large conversation's members are asked for by page, never listed here.
+        members = (
+            []
+            if c.conversations.is_large(conversation)
+            else await c.presence.records(
+                await c.conversations.members(conversation), viewer=principal.subject
+            )
         )
         data.append(conversation_json(conversation, members))
     return json_response({"success": True, "data": data})
@@ -51,22 +57,36 @@ async def create_share_link(request: web.Request) -> web.Response:
 
 
 async def conversation_presence(request: web.Request) -> web.Response:
+    """Every member at once for a small conversation; by page (online first) when a limit or
+    a cursor is given, and always for a large one."""
     principal = await caller(request)
     conversation_id = parsing.path_id(request, "conversation_id")
     c = components(request)
     conversation, members = await c.conversations.visible_with_members(principal, conversation_id)
-    records = await c.presence.records(members, viewer=principal.subject)
-    return json_response(
-        {
-            "success": True,
-            "data": {
-                "conversationId": conversation.id,
-                "users": [r.to_json() for r in records],
-                "online": sum(1 for r in records if r.is_online),
-                "total": len(records),
-            },
+    paged = "limit" in request.query or "cursor" in request.query
+    if not paged and not c.rooms.is_large(conversation):
+        records = await c.presence.records(members, viewer=principal.subject)
+        data: dict[str, object] = {
+            "conversationId": conversation.id,
+            "users": [r.to_json() for r in records],
+            "online": sum(1 for r in records if r.is_online),
+            "total": len(records),
+            "next": None,
         }
+        return json_response({"success": True, "data": data})
+    limit = page_limit(request.query.get("limit"))
+    page = await c.rooms.page(
+        conversation, members, principal.subject, request.query.get("cursor"), limit
     )
+    count = await c.rooms.count(conversation)
+    data = {
+        "conversationId": conversation.id,
+        "users": [r.to_json() for r in page.records],
+        "online": count.online,
+        "total": count.total,
+        "next": page.next,
+    }
+    return json_response({"success": True, "data": data})
 
 
 def add_routes(app: web.Application) -> None:

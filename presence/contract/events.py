@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Strict, model_validator
 
 from presence.contract.fields import Body, Id, Shape, Token
-from presence.contract.http import AnyPresence, StatusBody
+from presence.contract.http import AnyPresence, Count, StatusBody
 
 # -- inbound ------------------------------------------------------------------------------------
 
@@ -42,6 +42,21 @@ class PresenceSet(StatusBody):
 
 class Activity(Body):
     """User input on the client (at most every 30 s): not a transport heartbeat."""
+
+
+MAX_SUBSCRIBED = 200
+
+
+class Subscribe(Body):
+    """The subjects whose ``user:status`` this socket hears from now on (replacing the list it
+    had), wherever they are: members of a large conversation are heard only so. More than
+    :data:`MAX_SUBSCRIBED` is refused with ``too_many_ids``."""
+
+    ids: Annotated[list[Id], Field(json_schema_extra={"maxItems": MAX_SUBSCRIBED})]
+
+
+class Unsubscribe(Body):
+    """Hear no subscribed subject any more."""
 
 
 class ConversationJoin(Body):
@@ -78,6 +93,22 @@ class PresenceState(Shape):
     users: list[AnyPresence]
 
 
+class PresenceCount(Shape):
+    """A large conversation's online count, sent to its room at most once a second while it
+    changes (and to a socket that joins it)."""
+
+    conversation_id: str
+    online: Count
+    total: Count
+
+
+class PresenceSubscribed(Shape):
+    """The answer to ``presence:subscribe``: the subjects now followed, as the socket sees
+    them (ids it may not follow are left out)."""
+
+    users: list[AnyPresence]
+
+
 class HeartbeatAck(Shape):
     server_time: datetime | None
 
@@ -93,12 +124,16 @@ INBOUND: dict[str, type[Body]] = {
     "conversation:join": ConversationJoin,
     "heartbeat": Heartbeat,
     "activity": Activity,
+    "presence:subscribe": Subscribe,
+    "presence:unsubscribe": Unsubscribe,
 }
 # user:status carries one presence record, public or the subject's own.
 OUTBOUND: dict[str, Any] = {
     "authenticated": Authenticated,
     "presence:snapshot": PresenceSnapshot,
     "presence:state": PresenceState,
+    "presence:count": PresenceCount,
+    "presence:subscribed": PresenceSubscribed,
     "user:status": AnyPresence,
     "heartbeat:ack": HeartbeatAck,
     "error": SocketError,

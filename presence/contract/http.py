@@ -235,6 +235,9 @@ class ConversationPresence(Shape):
     users: list[AnyPresence]
     online: Count
     total: Count
+    # Asked with ``limit`` (or a large conversation): the cursor of the next page, online
+    # members first; None after the last page.
+    next: str | None = None
 
 
 class StatusMetrics(Shape):

@@ -9,12 +9,22 @@ from typing import Any
 
 from presence.choices import Choices
 from presence.clock import Clock
-from presence.contract.events import INBOUND, Activity, ConversationJoin, Heartbeat, PresenceSet
+from presence.contract.events import (
+    INBOUND,
+    MAX_SUBSCRIBED,
+    Activity,
+    ConversationJoin,
+    Heartbeat,
+    PresenceSet,
+    Subscribe,
+    Unsubscribe,
+)
 from presence.conversations import Conversations
-from presence.domain import Principal, from_epoch, iso
+from presence.domain import InvalidInput, Principal, from_epoch, iso
 from presence.realtime import payloads
-from presence.realtime.broadcast import conversation_room
+from presence.realtime.broadcast import WATCH_PREFIX, conversation_room, watch_room
 from presence.realtime.protocol import BoundedServer
+from presence.rooms import LargeRooms
 from presence.service import PresenceService
 
 EventHandler = Callable[[str, Principal, Any], Awaitable[None]]
@@ -27,6 +37,7 @@ class EventHandlers:
     conversations: Conversations
     presence: PresenceService
     choices: Choices
+    rooms: LargeRooms
 
     def __post_init__(self) -> None:
         self.table: dict[str, EventHandler] = {
@@ -34,6 +45,8 @@ class EventHandlers:
             "conversation:join": self.conversation_join,
             "heartbeat": self.heartbeat,
             "activity": self.activity,
+            "presence:subscribe": self.subscribe,
+            "presence:unsubscribe": self.unsubscribe,
         }
         # ``authenticate`` is admission's; every other event of the contract is handled here.
         if {"authenticate", *self.table} != set(INBOUND):
@@ -55,6 +68,12 @@ class EventHandlers:
         await self.choices.user_activity(principal.subject)
         conversation = await self.conversations.visible_to(principal, payload.conversation_id)
         await self.sio.enter_room(sid, conversation_room(conversation.id))
+        if self.rooms.is_large(conversation):
+            # Too many to list: its count now (and whenever it changes); its members' presence
+            # by page (REST) or by subscription.
+            count = await self.rooms.count(conversation)
+            await self.sio.reply(sid, "presence:count", count.to_json())
+            return
         members = await self.conversations.members(conversation)
         records = await self.presence.records(members, viewer=principal.subject)
         await self.sio.reply(
@@ -67,6 +86,26 @@ class EventHandlers:
         """The person is there (typing, clicking): user activity, through the same throttle
         as any other; no reply."""
         await self.choices.user_activity(principal.subject)
+
+    async def subscribe(self, sid: str, principal: Principal, payload: Subscribe) -> None:
+        if len(payload.ids) > MAX_SUBSCRIBED:
+            raise InvalidInput(f"at most {MAX_SUBSCRIBED} ids per socket", "too_many_ids")
+        subjects = await self.conversations.watchable(principal, payload.ids)
+        await self._watch(sid, {watch_room(s.id) for s in subjects})
+        records = await self.presence.records(subjects, viewer=principal.subject)
+        await self.sio.reply(sid, "presence:subscribed", {"users": [r.to_json() for r in records]})
+
+    async def unsubscribe(self, sid: str, principal: Principal, payload: Unsubscribe) -> None:
+        await self._watch(sid, set())
+        await self.sio.reply(sid, "presence:subscribed", {"users": []})
+
+    async def _watch(self, sid: str, wanted: set[str]) -> None:
+        """The socket's watch rooms become exactly ``wanted``."""
+        current = {r for r in self.sio.rooms(sid) if r.startswith(WATCH_PREFIX)}
+        for room in current - wanted:
+            await self.sio.leave_room(sid, room)
+        for room in wanted - current:
+            await self.sio.enter_room(sid, room)
 
     async def heartbeat(self, sid: str, principal: Principal, payload: Heartbeat) -> None:
         """The client is there: keeps the subject connected, never user activity (an open tab

@@ -28,7 +28,7 @@ from presence.keys import Keys
 from presence.metrics import Metrics
 from presence.realtime import payloads
 from presence.realtime.admission import Admission, LocalConnection
-from presence.realtime.broadcast import Broadcaster
+from presence.realtime.broadcast import Broadcaster, conversation_room
 from presence.realtime.delivery import EXACT_VIEW, RESERVED_VIEW, DirectDelivery
 from presence.realtime.handlers import EventHandlers
 from presence.realtime.manager import BroadcastRedisManager
@@ -45,6 +45,7 @@ from presence.realtime.refusals import (
 from presence.realtime.resync import Resync
 from presence.realtime.routed import RoutedRedisManager
 from presence.realtime.transport import without_compression
+from presence.rooms import TELL_POLL_S, LargeRooms
 from presence.routes import RoomRoutes
 from presence.service import PresenceService
 
@@ -68,12 +69,15 @@ class RealtimeServer:
         conversations: Conversations,
         presence: PresenceService,
         choices: Choices,
+        rooms: LargeRooms,
         routes: RoomRoutes,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
         self._presence = presence
+        self._conversations = conversations
+        self._rooms = rooms
         sio_logger = quiet_logger("presence.socketio", settings.log_level)
         self.manager: ProbedQueue | None = None
         if settings.redis is not None and settings.message_queue == "routed":
@@ -122,9 +126,14 @@ class RealtimeServer:
             conversations=conversations,
             presence=presence,
             choices=choices,
+            rooms=rooms,
         )
         self._broadcaster = Broadcaster(
-            sio=self.sio, conversations=conversations, presence=presence, metrics=metrics
+            sio=self.sio,
+            conversations=conversations,
+            presence=presence,
+            rooms=rooms,
+            metrics=metrics,
         )
         presence.add_listener(self._broadcaster.on_change)
         self.live_directory = LiveDirectory(
@@ -294,6 +303,23 @@ class RealtimeServer:
                     await self._presence.activity(subject)
                 except Exception:
                     log.exception("transport activity failed")
+
+    async def run_room_counts(self) -> None:
+        """Send the counts of the large rooms that changed (each room by one worker, at most
+        once a second: :meth:`presence.rooms.LargeRooms.due`)."""
+        while True:
+            await asyncio.sleep(TELL_POLL_S)
+            try:
+                for conversation_id in await self._rooms.due():
+                    conversation = await self._conversations.record(conversation_id)
+                    if conversation is None:
+                        continue
+                    count = await self._rooms.count(conversation)
+                    await self.sio.emit(
+                        "presence:count", count.to_json(), to=conversation_room(conversation_id)
+                    )
+            except Exception:  # a background loop must outlive any single failure
+                log.exception("sending room counts failed")
 
     async def run_slow_consumer_check(self) -> None:
         while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from scripts.cluster import Topology, start, stop
 from tests.support.processes import http
 
 GRACE_S = 1.0
+IDLE_AWAY_S = 4.0
 SCREENSHOTS = ROOT / ".run" / "console"
 
 
@@ -26,7 +28,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         run_dir,
         workers=3,
         port=free_port(),
-        worker_settings={"PRESENCE_OFFLINE_GRACE_S": str(GRACE_S)},
+        worker_settings={
+            "PRESENCE_OFFLINE_GRACE_S": str(GRACE_S),
+            "PRESENCE_IDLE_AWAY_S": str(IDLE_AWAY_S),
+        },
     )
     yield topology
     stop(run_dir, topology)
@@ -65,6 +70,21 @@ def test_console_shows_presence_live_in_a_real_browser(cluster: Topology) -> Non
         {"Authorization": f"Bearer {b['token']}"},
     )
     assert status == 201, body
+    # A large conversation (600 members, above the fan-out limit of 500) from the platform's
+    # directory, with a service token made as an operator makes one.
+    token = subprocess.run(
+        [sys.executable, "-m", "presence", "service-token", "create", "--name", "console",
+         "--scopes", "directory:write"],
+        env=cluster.worker_env(), capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    everyone = [a["id"], b["id"], *(f"crowd-{i}" for i in range(598))]
+    status, body = http(
+        "PUT",
+        cluster.url + "/api/service/conversations/everyone",
+        {"title": "Everyone", "memberIds": everyone},
+        {"Authorization": f"Bearer {token}"},
+    )
+    assert status == 200 and body["data"]["added"] == 600, body
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     setup = {
         "base": cluster.url,
@@ -73,6 +93,7 @@ def test_console_shows_presence_live_in_a_real_browser(cluster: Topology) -> Non
         "adminToken": cluster.admin_token,
         "screenshots": str(SCREENSHOTS),
         "graceMs": int(GRACE_S * 1000),
+        "idleMs": int(IDLE_AWAY_S * 1000),
     }
     node = shutil.which("node")
     assert node is not None, "Node.js 20 is needed for the browser test"
@@ -90,6 +111,9 @@ def test_console_shows_presence_live_in_a_real_browser(cluster: Topology) -> Non
     assert names == [
         "B sees A offline",
         "B sees A online",
+        "B sees the large conversation's count",
+        "B sees A away (idle)",
+        "B sees A back",
         "B sees A dnd",
         "B sees the guest online",
         "B sees A offline after A's page closed",

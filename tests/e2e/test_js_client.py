@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from pathlib import Path
+
+import redis
 
 from devstack.servers import ROOT
 from tests.conftest import service_env
@@ -23,6 +26,29 @@ def account(url: str, name: str) -> dict[str, str]:
     return {"id": answer["user"]["id"], "token": answer["token"]}
 
 
+class PubsubKiller(threading.Thread):
+    """Kills the workers' pub/sub connections (``CLIENT KILL TYPE pubsub``) whenever the
+    client's resync test asks, by creating ``signal``; removes it once done."""
+
+    def __init__(self, redis_url: str, signal: Path) -> None:
+        super().__init__(daemon=True)
+        self._redis = redis.Redis.from_url(redis_url)
+        self._signal = signal
+        self._stopped = threading.Event()
+        self.killed = 0
+
+    def run(self) -> None:
+        while not self._stopped.wait(0.05):
+            if self._signal.exists():
+                self.killed += int(self._redis.client_kill_filter(_type="pubsub"))
+                self._signal.unlink()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+        self._redis.close()
+
+
 def test_the_javascript_client_keeps_presence_right(
     tmp_path: Path, redis_url: str, mongo_url: str
 ) -> None:
@@ -33,10 +59,11 @@ def test_the_javascript_client_keeps_presence_right(
         **service_env(redis_url, mongo_url),
         PRESENCE_OFFLINE_GRACE_S="0.5",
         PRESENCE_IDLE_AWAY_S="1.5",
+        PRESENCE_ROOM_FANOUT_LIMIT="2",
     )
     workers = start_ready_workers(env, tmp_path, 2)
     try:
-        ann, bob = (account(workers[0].url, name) for name in ("ann", "bob"))
+        ann, bob, cat = (account(workers[0].url, name) for name in ("ann", "bob", "cat"))
         status, body = http(
             "POST",
             workers[0].url + "/api/conversations",
@@ -45,6 +72,18 @@ def test_the_javascript_client_keeps_presence_right(
         )
         assert status == 201, body
         cid = body["data"]["id"]
+        status, body = http(
+            "POST",
+            workers[0].url + "/api/conversations",
+            {"title": "crowd", "memberIds": [bob["id"], cat["id"]]},
+            headers={"Authorization": f"Bearer {ann['token']}"},
+        )
+        assert status == 201, body
+        crowd = body["data"]["id"]
+        signals = tmp_path / "signals"
+        signals.mkdir()
+        killer = PubsubKiller(redis_url, signals / "kill-pubsub")
+        killer.start()
         done = subprocess.run(
             [node, "--test", "test/store.test.js", "test/live.test.js"],
             cwd=CLIENT,
@@ -55,13 +94,19 @@ def test_the_javascript_client_keeps_presence_right(
                 "PRESENCE_TEST_TOKEN_B": bob["token"],
                 "PRESENCE_TEST_ID_B": bob["id"],
                 "PRESENCE_TEST_CONVERSATION": cid,
+                "PRESENCE_TEST_CROWD": crowd,
+                "PRESENCE_TEST_TOKEN_C": cat["token"],
+                "PRESENCE_TEST_ID_C": cat["id"],
+                "PRESENCE_TEST_SIGNALS": str(signals),
             },
             capture_output=True,
             text=True,
             timeout=90,
         )
+        killer.stop()
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-        assert "# fail 0" in done.stdout and "# pass 6" in done.stdout, done.stdout[-2000:]
+        assert "# fail 0" in done.stdout and "# pass 9" in done.stdout, done.stdout[-2000:]
+        assert killer.killed >= 1, "the resync test had the workers' listeners interrupted"
         # The published types describe what a TypeScript front end writes.
         typed = subprocess.run(
             [node, "node_modules/typescript/bin/tsc", "-p", "tsconfig.json"],

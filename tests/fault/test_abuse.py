@@ -27,6 +27,7 @@ from tests.support.accounts import call, conversation, register
 from tests.support.identity_provider import IdentityProvider, new_key
 from tests.support.processes import scrape
 from tests.support.sio import Listener
+from tests.support.waiting import until
 
 QUIET = {
     # No sweep during the watched windows: only the attempts can cause commands.
@@ -424,7 +425,9 @@ async def test_presence_is_private_to_shared_conversations(stack: Stack, row: Ro
     row.checked = (
         "carol learns nothing of alice or bob (left out, 404/403, no events); alice sees bob"
         " offline and never his manual status, through REST, room presence, snapshot,"
-        " presence:state and user:status; bob sees his own invisible"
+        " presence:state and user:status; bob sees his own invisible; the text bob chose while"
+        " invisible is shown to nobody but him; bob's hidden last seen is null for alice, and"
+        " once alice hides hers she gets bob's only approximately, in REST and in user:status"
     )
     urls = [w.url for w in await stack.start_workers(2)]
     alice, bob, carol = [await register(urls[0], n) for n in ("alice", "bob", "carol")]
@@ -492,10 +495,73 @@ async def test_presence_is_private_to_shared_conversations(stack: Stack, row: Ro
     snap = (await again.wait_for("presence:snapshot"))[0]
     bob_snap = next(u for u in snap["users"] if u["userId"] == bob.id)
     assert bob_snap["isOnline"] is False and "manualStatus" not in bob_snap
+
+    # A text chosen while invisible: nobody but bob sees it.
+    status, own = await call(
+        "PUT",
+        f"{urls[1]}/api/users/me/status",
+        {"status": "invisible", "text": "hiding"},
+        bob.bearer,
+    )
+    assert status == 200 and own["data"]["statusText"] == "hiding"
+    for url in urls:
+        status, body = await call(
+            "GET", f"{url}/api/users/presence?ids={bob.id}", None, alice.bearer
+        )
+        assert (body["data"]["users"][0]["statusText"], "hiding" in json.dumps(body)) == (
+            None,
+            False,
+        )
+
+    # Last-seen privacy: bob hides his; then alice hides hers and bob shares his again.
+    status, _ = await call(
+        "PUT", f"{urls[0]}/api/users/me/privacy", {"lastSeen": "hidden"}, bob.bearer
+    )
+    assert status == 200
+    status, body = await call(
+        "GET", f"{urls[1]}/api/users/presence?ids={bob.id}", None, alice.bearer
+    )
+    seen = body["data"]["users"][0]
+    assert (seen["lastSeen"], seen["lastSeenApprox"], seen["lastActiveAt"]) == (None, None, None)
+    status, body = await call("GET", f"{urls[0]}/api/users/me/privacy", None, carol.bearer)
+    assert status == 200 and body["data"] == {"lastSeen": "exact"}  # her own, nobody else's
+    status, refused = await call(
+        "PUT", f"{urls[0]}/api/users/me/privacy", {"lastSeen": "everyone"}, carol.bearer
+    )
+    assert status == 400 and refused["error"]["code"] == "invalid_privacy"
+    await call("PUT", f"{urls[0]}/api/users/me/privacy", {"lastSeen": "exact"}, bob.bearer)
+    await call("PUT", f"{urls[1]}/api/users/me/privacy", {"lastSeen": "hidden"}, alice.bearer)
+    status, _ = await call(
+        "PUT", f"{urls[1]}/api/users/me/status", {"status": "online"}, bob.bearer
+    )
+    assert status == 200
+    await until(
+        lambda: alice_socket.statuses_of(bob.id)[-1]["isOnline"] is True,
+        timeout_s=10,
+        what="bob visible again",
+    )
+    before = len(alice_socket.statuses_of(bob.id))
+    await bob_socket.close()
+    gone = await alice_socket.wait_status(bob.id, before + 1, timeout_s=20)
+    offline = gone[before]
+    assert offline["isOnline"] is False
+    assert (offline["lastSeen"], offline["lastActiveAt"], offline["lastSeenApprox"]) == (
+        None,
+        None,
+        "recently",
+    )
+    status, body = await call(
+        "GET", f"{urls[0]}/api/users/presence?ids={bob.id}", None, alice.bearer
+    )
+    seen = body["data"]["users"][0]
+    assert (seen["lastSeen"], seen["lastSeenApprox"]) == (None, "recently")
+
     assert carol_socket.events("user:status") == []
     assert carol_cid
     row.measure(
         "carol: 0 records over REST, 403/404 on the conversation and its links, error on"
         " conversation:join, 0 user:status events; invisible bob offline in REST, room"
-        " presence, presence:state, snapshot and user:status"
+        " presence, presence:state, snapshot and user:status, his text shown to nobody; his"
+        " hidden last seen null for alice, and only 'recently' once alice hid hers (REST and"
+        " user:status)"
     )

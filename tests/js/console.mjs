@@ -4,7 +4,7 @@
 import { chromium } from "playwright-core";
 
 const setup = JSON.parse(process.argv[2]);
-const { base, a, b, adminToken, screenshots, graceMs } = setup;
+const { base, a, b, adminToken, screenshots, graceMs, idleMs } = setup;
 const started = Date.now();
 const report = (step, extra = {}) =>
   console.log(JSON.stringify({ step, ms: Date.now() - started, ...extra }));
@@ -49,9 +49,41 @@ try {
   report("B sees A online");
   await B.page.screenshot({ path: `${screenshots}/console-user.png`, fullPage: true });
 
+  // The large conversation (600 members): its count, as its room hears it.
+  const large = `section[data-conversation-id="everyone"]`;
+  await B.page.waitForSelector(`${large} .count:text-matches("^2 of 600 online")`, {
+    timeout: 10000,
+  });
+  report("B sees the large conversation's count");
+
+  // A does nothing for the idle time: away by itself; a click brings A back.
+  await B.page.waitForSelector(member(a.id, "away") + `[data-auto-away="true"]`, {
+    timeout: idleMs + 10000,
+  });
+  const idle = await B.page.textContent(member(a.id) + " .status-text");
+  if (idle !== "away (idle)") throw new Error(`A idle shows ${idle}`);
+  report("B sees A away (idle)");
+  await A.page.mouse.click(5, 300);
+  await B.page.waitForSelector(member(a.id, "online") + `[data-auto-away="false"]`, {
+    timeout: 10000,
+  });
+  report("B sees A back");
+
+  await A.page.getByLabel("Status text").fill("In a meeting");
+  await A.page.getByLabel("Clear after").selectOption("3600");
   await A.page.getByLabel("My status").selectOption("dnd");
-  await B.page.waitForSelector(member(a.id, "dnd"), { timeout: 10000 });
+  await B.page.waitForSelector(member(a.id, "dnd") + ` .custom-text:text("In a meeting")`, {
+    timeout: 10000,
+  });
+  const until = await B.page.getAttribute(member(a.id) + " .custom-text", "title");
+  if (!/^until /.test(until || "")) throw new Error(`no end shown: ${until}`);
   report("B sees A dnd");
+
+  // B hides its own last seen: it then sees A's only roughly (reciprocity).
+  await Promise.all([
+    B.page.waitForResponse((r) => r.url().endsWith("/api/users/me/privacy") && r.ok()),
+    B.page.getByLabel("Last seen").selectOption("hidden"),
+  ]);
 
   await B.page.getByRole("button", { name: "Share link" }).first().click();
   const share = await B.page.waitForSelector(".share");
@@ -75,7 +107,7 @@ try {
   const offlineAfter = Date.now() - closedAt;
   report("B sees A offline after A's page closed", { offlineAfterMs: offlineAfter });
   const text = await B.page.textContent(member(a.id) + " .status-text");
-  if (!/last seen/.test(text)) throw new Error(`no "last seen" for A: ${text}`);
+  if (text !== "offline, last seen recently") throw new Error(`A's last seen for B: ${text}`);
   report("A shows last seen", { text });
   await B.page.screenshot({ path: `${screenshots}/console-offline.png`, fullPage: true });
 

@@ -33,16 +33,22 @@ export interface StatusChoice {
 export type StoreChange =
   | { type: "snapshot"; resync: boolean; users: PresenceRecord[] }
   | { type: "status"; record: PresenceRecord }
-  | { type: "state"; conversationId: string; users: PresenceRecord[] };
+  | { type: "state"; conversationId: string; users: PresenceRecord[] }
+  | { type: "subscribed"; users: PresenceRecord[] }
+  | { type: "count"; conversationId: string; online: number; total: number };
 
 export declare class PresenceStore {
   get(id: string): PresenceRecord | undefined;
   all(): PresenceRecord[];
   members(conversationId: string): PresenceRecord[];
+  /** A large conversation's online count, once one was heard. */
+  countOf(conversationId: string): { online: number; total: number } | undefined;
   subscribe(fn: (store: PresenceStore, change: StoreChange) => void): () => boolean;
   snapshot(snapshot: { users: PresenceRecord[]; resync?: boolean }): void;
   status(record: PresenceRecord): void;
   state(state: { conversationId: string; users: PresenceRecord[] }): void;
+  subscribed(answer: { users: PresenceRecord[] }): void;
+  counted(count: { conversationId: string; online: number; total: number }): void;
 }
 
 export interface ConnectOptions {
@@ -72,6 +78,10 @@ export interface PresenceClient {
   activity(): boolean;
   /** Join a conversation's room (again after every reconnection) and get its state. */
   join(conversationId: string): void;
+  /** Follow these subjects' user:status (at most 200; replaces the previous list; again after
+   *  every reconnection and resync): how members of a large conversation are heard. */
+  subscribe(ids: string[]): void;
+  unsubscribe(): void;
   /** A manual status, optionally with a text and an end. */
   setStatus(status: ManualStatus, choice?: StatusChoice): void;
   close(): void;

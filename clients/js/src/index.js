@@ -27,6 +27,7 @@ export function connect(options) {
     randomizationFactor: 0.5,
   });
   const joined = new Set();
+  let following = []; // the ids of the last subscribe()
   let lastActivity = 0;
   let identity = null;
 
@@ -35,8 +36,15 @@ export function connect(options) {
     // A new connection (a reconnection too) is in no conversation room it was not given:
     // join again the ones this client had joined.
     for (const id of joined) socket.emit("conversation:join", { conversationId: id });
+    if (following.length) socket.emit("presence:subscribe", { ids: following });
   });
-  socket.on("presence:snapshot", (snapshot) => store.snapshot(snapshot));
+  socket.on("presence:snapshot", (snapshot) => {
+    store.snapshot(snapshot);
+    // A resync replaced every record: the followed ones come back with a new subscription.
+    if (snapshot.resync && following.length) socket.emit("presence:subscribe", { ids: following });
+  });
+  socket.on("presence:subscribed", (answer) => store.subscribed(answer));
+  socket.on("presence:count", (count) => store.counted(count));
   socket.on("user:status", (record) => store.status(record));
   socket.on("presence:state", (state) => store.state(state));
 
@@ -66,6 +74,15 @@ export function connect(options) {
     join(conversationId) {
       joined.add(conversationId);
       if (socket.connected) socket.emit("conversation:join", { conversationId });
+    },
+    /** Follow these subjects (at most 200; replaces the previous list), wherever they are. */
+    subscribe(ids) {
+      following = [...ids];
+      if (socket.connected) socket.emit("presence:subscribe", { ids: following });
+    },
+    unsubscribe() {
+      following = [];
+      if (socket.connected) socket.emit("presence:unsubscribe", {});
     },
     setStatus(status, { text, until } = {}) {
       const choice = { status };

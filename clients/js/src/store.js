@@ -1,11 +1,14 @@
 // The presence store: what a client knows of everyone it may see, kept right by the server's
 // events alone. A snapshot (the first after every connection, and every resync) replaces what
 // was known; a `user:status` updates one record; a `presence:state` also says who is in a
-// conversation. No framework: subscribe(fn) is called after every change.
+// conversation; `presence:subscribed` brings the subjects a socket follows (members of large
+// conversations), `presence:count` a large conversation's online count. No framework:
+// subscribe(fn) is called after every change.
 
 export class PresenceStore {
   #records = new Map(); // userId -> record
   #members = new Map(); // conversationId -> [userId]
+  #counts = new Map(); // conversationId -> {online, total}, of large conversations
   #listeners = new Set();
 
   /** The record of one subject, or undefined. */
@@ -22,6 +25,11 @@ export class PresenceStore {
   members(conversationId) {
     const ids = this.#members.get(conversationId) || [];
     return ids.map((id) => this.#records.get(id)).filter(Boolean);
+  }
+
+  /** A large conversation's online count, `{online, total}`, once one was heard. */
+  countOf(conversationId) {
+    return this.#counts.get(conversationId);
   }
 
   /** fn(store, change) after every change; returns the function that unsubscribes it. */
@@ -52,6 +60,18 @@ export class PresenceStore {
       users.map((record) => record.userId),
     );
     this.#emit({ type: "state", conversationId, users });
+  }
+
+  /** A presence:subscribed: `{users}`, the records of the subjects now followed. */
+  subscribed({ users }) {
+    for (const record of users) this.#records.set(record.userId, record);
+    this.#emit({ type: "subscribed", users });
+  }
+
+  /** A presence:count: `{conversationId, online, total}` of a large conversation. */
+  counted({ conversationId, online, total }) {
+    this.#counts.set(conversationId, { online, total });
+    this.#emit({ type: "count", conversationId, online, total });
   }
 
   #emit(change) {

@@ -3,6 +3,8 @@
 // status changes, a dropped connection and a close.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { connect } from "../src/index.js";
 
 const need = (name) => {
@@ -93,4 +95,41 @@ test("an idle user goes away, its activity brings it back, and a status ends by 
   assert.equal(seen().statusUntil, ends.toISOString());
   await until(() => seen().statusText === null && seen().status !== "dnd", "its end", 5_000);
   assert.ok(Date.now() <= ends.getTime() + 2_000, "ended within 2 s of its moment");
+});
+
+// The cluster runs with PRESENCE_ROOM_FANOUT_LIMIT=2: the three-member "crowd" is large.
+test("a large conversation is heard by its count, its members by subscription", async () => {
+  const crowd = need("PRESENCE_TEST_CROWD");
+  const idC = need("PRESENCE_TEST_ID_C");
+  const a = connect({ url: urlA, token: tokenA, trackInput: false });
+  clients.push(a);
+  await until(() => a.user !== null && a.store.all().length > 0, "a's snapshot");
+  assert.equal(a.store.get(idC), undefined, "a large room's members are not in the snapshot");
+  a.join(crowd);
+  await until(() => a.store.countOf(crowd)?.total === 3, "the crowd's count");
+  a.subscribe([idC]);
+  await until(() => a.store.get(idC) !== undefined, "c's record, once followed");
+  assert.equal(a.store.get(idC).isOnline, false);
+  const before = a.store.countOf(crowd).online;
+  const c = connect({ url: urlB, token: need("PRESENCE_TEST_TOKEN_C"), trackInput: false });
+  clients.push(c);
+  await until(() => a.store.get(idC)?.isOnline === true, "a hearing c online on the other worker");
+  await until(() => a.store.countOf(crowd).online === before + 1, "the count following c");
+  c.close();
+  await until(() => a.store.get(idC)?.isOnline === false, "a hearing c go offline");
+  await until(() => a.store.countOf(crowd).online === before, "the count following c again");
+});
+
+test("a resync snapshot replaces the store after the server's listener was interrupted", async () => {
+  const a = connect({ url: urlA, token: tokenA, trackInput: false });
+  clients.push(a);
+  await until(() => a.user !== null && a.store.get(idB) !== undefined, "a's snapshot");
+  const resyncs = [];
+  a.store.subscribe((_, change) => change.type === "snapshot" && change.resync && resyncs.push(change));
+  // The test's harness kills the workers' pub/sub connections when this file appears.
+  const signal = join(need("PRESENCE_TEST_SIGNALS"), "kill-pubsub");
+  writeFileSync(signal, "");
+  await until(() => resyncs.length >= 1, "a resync snapshot", 15_000);
+  assert.ok(a.store.get(idB), "the store holds what the resync said");
+  assert.ok(!existsSync(signal));
 });

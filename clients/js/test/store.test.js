@@ -52,3 +52,16 @@ test("subscribers hear every change, and a broken one does not silence the other
   assert.equal(logged.mock.callCount(), 3);
   assert.equal(logged.mock.calls[0].arguments[1].message, "broken subscriber");
 });
+
+test("followed subjects and large conversations' counts are kept", () => {
+  const store = new PresenceStore();
+  const changes = [];
+  store.subscribe((_, change) => changes.push(change.type));
+  store.subscribed({ users: [record("x", "online")] });
+  assert.equal(store.get("x").status, "online");
+  store.counted({ conversationId: "big", online: 3, total: 5000 });
+  store.counted({ conversationId: "big", online: 4, total: 5000 });
+  assert.deepEqual(store.countOf("big"), { online: 4, total: 5000 });
+  assert.equal(store.countOf("small"), undefined);
+  assert.deepEqual(changes, ["subscribed", "count", "count"]);
+});

@@ -14,6 +14,10 @@ const unsubscribe: () => boolean = client.store.subscribe(
 );
 client.join("conversation-id");
 client.setStatus("dnd");
+client.subscribe(["a", "b"]);
+const count: number | undefined = client.store.countOf("conversation-id")?.online;
+void count;
+client.unsubscribe();
 client.setStatus("away", { text: "lunch", until: new Date(Date.now() + 3_600_000) });
 const members: PresenceRecord[] = client.store.members("conversation-id");
 const sent: boolean = client.activity();
