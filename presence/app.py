@@ -162,9 +162,7 @@ def create_app(
         counters=counters,
         online_writes=online_writes,
     )
-    memberships = Conversations(
-        store, clock, profiles, fanout_limit=settings.room_fanout_limit
-    )
+    memberships = Conversations(store, clock, profiles, fanout_limit=settings.room_fanout_limit)
     presence = PresenceService(
         store=store,
         clock=clock,

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from presence.api import parsing
-from presence.api.context import components
+from presence.api.context import Components, components
 from presence.api.identity import caller, registered_user
 from presence.api.responses import json_response
 from presence.api.views import conversation_json, share_link_json
 from presence.contract.http import NewConversationBody, ShareLinkBody
+from presence.domain import PresenceRecord, Principal
 from presence.rooms import page_limit
+from presence.store.base import ConversationRecord
 
 
 async def list_conversations(request: web.Request) -> web.Response:
@@ -19,15 +21,7 @@ async def list_conversations(request: web.Request) -> web.Response:
     found = await c.conversations.list_for(principal)
     data = []
     for conversation in found:
-        # A large conversation's members are asked for by page, never listed here.
-        members = (
-            []
-            if c.conversations.is_large(conversation)
-            else await c.presence.records(
-                await c.conversations.members(conversation), viewer=principal.subject
-            )
-        )
-        data.append(conversation_json(conversation, members))
+        data.append(conversation_json(conversation, await _listed(c, conversation, principal)))
     return json_response({"success": True, "data": data})
 
 
@@ -37,12 +31,20 @@ async def create_conversation(request: web.Request) -> web.Response:
     body = await parsing.body(request, NewConversationBody)
     c = components(request)
     conversation = await c.conversations.create(principal, body.title, body.member_ids)
-    members = await c.presence.records(
-        await c.conversations.members(conversation), viewer=principal.subject
-    )
+    members = await _listed(c, conversation, principal)
     return json_response(
         {"success": True, "data": conversation_json(conversation, members)}, status=201
     )
+
+
+async def _listed(
+    c: Components, conversation: ConversationRecord, viewer: Principal
+) -> list[PresenceRecord]:
+    """Every member's presence; none for a large conversation (asked for by page)."""
+    if c.conversations.is_large(conversation):
+        return []
+    members = await c.conversations.members(conversation)
+    return await c.presence.records(members, viewer=viewer.subject)
 
 
 @parsing.takes(ShareLinkBody, optional=True)
