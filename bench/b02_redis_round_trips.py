@@ -1,6 +1,7 @@
 """B2: Redis round trips on the request path, for subjects making requests faster than their
 window: every command Redis executes during the load is recorded (``MONITOR``) and the calls of
-the activity script, the request path's only Redis call, are counted."""
+the request path's two scripts are counted: the activity script (the throttle window) and the
+user-input script (automatic away), each at most once per subject per worker per window."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ TITLE = "Redis round trips on the request path"
 QUESTION = (
     "U users each send R authenticated requests per second (10 each for 50 users, 2 each for "
     "200), spread over W = 3 workers, for less than one throttle window (60 s). Target: at "
-    "most one Redis round trip per subject per worker per window on the request path "
-    "(≤ W × U in total), whatever the number of requests. Background traffic (counter and "
+    "most one activity call and one user-input call per subject per worker per window on the "
+    "request path (≤ W × U each), whatever the number of requests. Background traffic (counter and "
     "last-activity flushes every 0.25 s, heartbeats, pub/sub probes) is reported separately: "
     "it does not grow with the request rate."
 )
@@ -55,12 +56,14 @@ def run(stack: Stack, quick: bool) -> Result:
     after = stack.commandstats()
     requests = load["requests"]
     activity = log.activity_calls()
+    inputs = log.input_calls()
     total = len(log.commands)
     result.repetitions.append(
         {
             "requests": requests,
             "statuses": load["statuses"],
             "activity_calls": activity,
+            "input_calls": inputs,
             "all_commands": total,
             "per_target": load["per_target"],
             "commands_incl_scripts": {
@@ -89,6 +92,15 @@ def run(stack: Stack, quick: bool) -> Result:
         gate=True,
     )
     result.metric(
+        "request-path user-input calls (automatic away)",
+        "count",
+        [inputs],
+        kind="count",
+        target=f"≤ W × U = {bound}",
+        met=inputs <= bound,
+        gate=True,
+    )
+    result.metric(
         "request-path Redis calls per request",
         "ratio",
         [activity / requests],
@@ -100,7 +112,8 @@ def run(stack: Stack, quick: bool) -> Result:
         "all Redis round trips (incl. background) per request", "ratio", [total / requests]
     )
     result.notes.append(
-        f"{requests} requests, {activity} activity-script calls: each worker asked Redis once "
-        f"per subject, then answered from its own copy of the window."
+        f"{requests} requests, {activity} activity-script calls and {inputs} user-input calls: "
+        f"each worker asked Redis once per subject, then answered from its own copy of the "
+        f"window."
     )
     return result

@@ -35,7 +35,7 @@ from devstack.workers import clean_env, settings_env, spawn_worker
 from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
-from presence.lua import ACTIVITY
+from presence.lua import ACTIVITY, USER_INPUT
 from presence.store.mongo import MongoStore
 from tests.support.sio import Listener
 
@@ -401,9 +401,16 @@ class MonitorLog:
         return set(self._status_channels(user_id))
 
     def activity_calls(self) -> int:
-        """Calls of the activity script: the only Redis round trip on the request path."""
-        return self.count("evalsha", first_arg=script_sha(ACTIVITY)) + self.count(
-            "eval", first_arg=ACTIVITY
+        """Calls of the activity script: one of the two Redis round trips on the request path."""
+        return self.script_calls(ACTIVITY)
+
+    def input_calls(self) -> int:
+        """Calls of the user-input script (automatic away): the other one."""
+        return self.script_calls(USER_INPUT)
+
+    def script_calls(self, source: str) -> int:
+        return self.count("evalsha", first_arg=script_sha(source)) + self.count(
+            "eval", first_arg=source
         )
 
 

@@ -175,13 +175,30 @@ PATHS: dict[str, Schema] = {
     "/api/conversations/{conversationId}/presence": {
         "get": _op(
             conversations.conversation_presence,
-            "Presence of every member of one conversation",
+            "Presence of the members of one conversation: all of a small one, or by page "
+            "(online first) with limit or cursor, and always for a large one",
             {
                 "200": _json(_ok(ref("ConversationPresence")), "presence"),
                 **_errors(400, 401, 403, 404),
             },
             security=_ANY_AUTH,
-            parameters=[_path_param("conversationId")],
+            parameters=[
+                _path_param("conversationId"),
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    "description": "members per page (400 invalid_limit otherwise)",
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "the next of the page before (400 invalid_cursor otherwise)",
+                },
+            ],
         )
     },
     "/api/service/presence": {

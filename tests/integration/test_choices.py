@@ -251,3 +251,60 @@ async def test_a_privacy_change_reaches_the_users_live_sockets_on_every_worker(
         None,
         "recently",
     )
+
+
+async def test_a_refused_choice_stores_nothing_and_says_why(make_cluster: ClusterFactory) -> None:
+    cluster = await make_cluster(1)
+    token, me = await cluster.register("one")
+    now = datetime.now(UTC)
+    refused = [
+        ({"status": "dnd", "text": "x" * 101}, "invalid_status_text"),
+        ({"status": "dnd", "text": "line\nbreak"}, "invalid_status_text"),
+        ({"status": "dnd", "text": 5}, "invalid_status_text"),
+        ({"status": "dnd", "until": _iso(now - timedelta(seconds=1))}, "invalid_until"),
+        ({"status": "dnd", "until": _iso(now + timedelta(days=30, minutes=1))}, "invalid_until"),
+        ({"status": "dnd", "until": now.timestamp() + 60}, "invalid_until"),
+        ({"status": "dnd", "until": "tomorrow"}, "invalid_until"),
+    ]
+    for body, code in refused:
+        resp = await cluster[0].client.put("/api/users/me/status", json=body, headers=_auth(token))
+        answer = await resp.json()
+        assert (resp.status, answer["error"]["code"]) == (400, code), (body, answer)
+        assert answer["error"]["message"]
+    for body in ({"lastSeen": "everyone"}, {"lastSeen": None}, {}):
+        resp = await cluster[0].client.put("/api/users/me/privacy", json=body, headers=_auth(token))
+        answer = await resp.json()
+        assert (resp.status, answer["error"]["code"]) == (400, "invalid_privacy"), (body, answer)
+    # Over Socket.IO: the same refusals as error events.
+    socket = Listener("one")
+    await socket.connect(str(cluster[0].client.make_url("/")), auth={"token": token})
+    await socket.wait_for("presence:snapshot")
+    await socket.client.emit("presence:set", {"status": "dnd", "text": "\x07"})
+    await socket.client.emit("presence:set", {"status": "dnd", "until": "2020-01-01T00:00:00Z"})
+    errors = await socket.wait_for("error", count=2)
+    assert [e["code"] for e in errors] == ["invalid_status_text", "invalid_until"]
+    # Nothing was stored: the status is still the automatic one, with no text and no end.
+    subject = SubjectRef(SubjectKind.USER, me)
+    stored = (await cluster[0].store.get_presence([subject]))[subject]
+    assert (
+        stored.manual_status,
+        stored.status_text,
+        stored.status_until,
+        stored.privacy.value,
+    ) == (
+        ManualStatus.ONLINE,
+        None,
+        None,
+        "exact",
+    )
+    # A text of 100 characters after trimming is fine, and "" is none.
+    resp = await cluster[0].client.put(
+        "/api/users/me/status",
+        json={"status": "away", "text": f"  {'y' * 100}  "},
+        headers=_auth(token),
+    )
+    assert resp.status == 200 and (await resp.json())["data"]["statusText"] == "y" * 100
+    resp = await cluster[0].client.put(
+        "/api/users/me/status", json={"status": "away", "text": ""}, headers=_auth(token)
+    )
+    assert (await resp.json())["data"]["statusText"] is None
