@@ -63,8 +63,12 @@ async def _transitions(
     return delays
 
 
-def _commands(stack: Stack) -> int:
-    return sum(stack.commandstats().values())
+def _commands(stack: Stack) -> dict[str, int]:
+    return stack.commandstats()
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
 def run(stack: Stack, quick: bool) -> Result:
@@ -107,11 +111,13 @@ def run(stack: Stack, quick: bool) -> Result:
                     commands = _commands(stack)
                     delays = await _transitions(workers[0], subject, watchers[size], rounds)
                     transitions = 2 * rounds
+                    spent = _delta(_commands(stack), commands)
                     result.repetitions.append({
                         "repetition": repetition, "size": size,
                         "cpu_ms": (sum(w.cpu_seconds() for w in workers) - cpu) * 1000
                         / transitions,
-                        "redis_commands": (_commands(stack) - commands) / transitions,
+                        "redis_commands": sum(spent.values()) / transitions,
+                        "commands": spent,
                         "heard_ms_p50": statistics.median(delays) * 1000,
                     })  # fmt: skip
             for size, listener in watchers.items():

@@ -186,6 +186,10 @@ class Keys:
         hash tag: one RENAMENX publishes it)."""
         return f"{self.prefix}{{room:{conversation_id}}}:counting:{token}"
 
+    def room_count_lock(self, conversation_id: str) -> str:
+        """Held (PX) by the one worker counting a large conversation right now."""
+        return f"{self.prefix}{{room:{conversation_id}}}:countlock"
+
     def room_told(self, conversation_id: str) -> str:
         """Set for a second after the conversation's count was sent to its room (NX): at most
         one ``presence:count`` per second, cluster-wide."""

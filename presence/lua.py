@@ -269,9 +269,11 @@ end
 return 0
 """
 
-# Give the lease back (graceful shutdown), only if this worker holds it.
-# KEYS[1] leader   ARGV[1] holder token
-RELEASE_LEASE = """
+# Give a lock back only if this caller holds it (its token): the maintenance lease at a
+# graceful shutdown, a large room's counting lock (presence.rooms). A lock that expired and was
+# taken by another is never released by the first.
+# KEYS[1] the lock   ARGV[1] holder token
+RELEASE_IF_HELD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
@@ -368,7 +370,7 @@ SCRIPTS = (
     COUNT_ONLINE,
     SHORTEN_WINDOW,
     RENEW_LEASE,
-    RELEASE_LEASE,
+    RELEASE_IF_HELD,
     WORKER_BEAT,
     ADD_COUNTERS,
     RESET_COUNTERS,

@@ -13,6 +13,7 @@ batches, by whichever worker needs it first. A changed room is marked; every wor
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import bisect
@@ -27,7 +28,7 @@ from presence.clock import Clock
 from presence.conversations import Conversations
 from presence.domain import InvalidInput, PresenceRecord, Status, StatusChange, SubjectRef
 from presence.keys import ROOM_SENTINEL, Keys, decoded
-from presence.lua import ROOM_COUNTED, ROOM_MEMBER
+from presence.lua import RELEASE_IF_HELD, ROOM_COUNTED, ROOM_MEMBER
 from presence.service import PresenceService
 from presence.store.base import ConversationRecord
 
@@ -40,8 +41,10 @@ TELL_EVERY_MS = 1000
 COUNT_TTL_S = 600.0
 # Members whose live state one step of a count reads.
 COUNT_BATCH = 5000
-# A count a worker left unfinished (it died) is dropped after this.
+# A count a worker left unfinished (it died) is dropped, and another worker counts, after this.
 COUNTING_TTL_MS = 60_000
+# How often a worker waiting for another's count looks whether it is there.
+COUNT_WAIT_S = 0.1
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
@@ -78,6 +81,7 @@ class LargeRooms:
         self._conversations = conversations
         self._member = redis.register_script(ROOM_MEMBER)
         self._counted = redis.register_script(ROOM_COUNTED)
+        self._release = redis.register_script(RELEASE_IF_HELD)
 
     def is_large(self, conversation: ConversationRecord) -> bool:
         return self._conversations.is_large(conversation)
@@ -130,8 +134,24 @@ class LargeRooms:
         key = self._keys.room_online(conversation.id)
         if await self._redis.exists(key):
             return key
+        # One worker counts a room at a time; the others wait for its count (a 100 000-member
+        # room takes seconds), and count it themselves only if that worker never finishes.
+        token = uuid.uuid4().hex
+        lock = self._keys.room_count_lock(conversation.id)
+        if not await self._redis.set(lock, token, nx=True, px=COUNTING_TTL_MS):
+            for _ in range(int(COUNTING_TTL_MS / 1000 / COUNT_WAIT_S)):
+                await asyncio.sleep(COUNT_WAIT_S)
+                if await self._redis.exists(key):
+                    return key
+        try:
+            await self._count_into(conversation, key, token)
+        finally:
+            await self._release(keys=[lock], args=[token])
+        return key
+
+    async def _count_into(self, conversation: ConversationRecord, key: str, token: str) -> None:
         members = await self._conversations.members(conversation)
-        counting = self._keys.room_counting(conversation.id, uuid.uuid4().hex)
+        counting = self._keys.room_counting(conversation.id, token)
         await self._redis.zadd(counting, {ROOM_SENTINEL: 0})
         await self._redis.pexpire(counting, COUNTING_TTL_MS)  # a worker may die counting
         for start in range(0, len(members), COUNT_BATCH):
@@ -139,7 +159,6 @@ class LargeRooms:
             if online:
                 await self._redis.zadd(counting, dict.fromkeys(online, 0))
         await self._counted(keys=[key, counting], args=[int(COUNT_TTL_S * 1000)])
-        return key
 
     async def _online(self, members: Sequence[SubjectRef]) -> list[str]:
         """Of these members, the ones others see online: the live states first (Redis only),

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from presence.clock import Clock
 from presence.domain import milliseconds
 from presence.keys import Keys, lease_holder
-from presence.lua import RELEASE_LEASE, RENEW_LEASE
+from presence.lua import RELEASE_IF_HELD, RENEW_LEASE
 from presence.metrics import Metrics
 from presence.store.base import StoreError
 
@@ -58,7 +58,7 @@ class LeaderLease:
         self._renew_s = renew
         self._next_epoch = next_epoch
         self._renew = redis.register_script(RENEW_LEASE)
-        self._release = redis.register_script(RELEASE_LEASE)
+        self._release = redis.register_script(RELEASE_IF_HELD)
         self._held = False
         self._released = False  # at shutdown: never taken again by this process
         self._renewed_at = 0.0  # monotonic
