@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from presence import lifecycle
 from presence.accounts import Accounts
 from presence.api import (
     accounts,
@@ -29,6 +26,7 @@ from presence.api.context import COMPONENTS, Components
 from presence.api.cors import cors_middleware
 from presence.api.errors import error_middleware
 from presence.api.observe import timing_middleware
+from presence.appkeys import MAINTENANCE, REALTIME, RESOURCES, WEBHOOKS, Maintenance, Resources
 from presence.auth.attempts import AttemptLimiter
 from presence.auth.authenticator import Authenticator
 from presence.auth.cache import VerifiedCache
@@ -45,7 +43,6 @@ from presence.counters import ClusterCounters
 from presence.directory import Directory
 from presence.feed import EventFeed
 from presence.keys import Keys
-from presence.lua import SCRIPTS
 from presence.maintenance.lease import LeaderLease
 from presence.maintenance.sweeper import Sweeper
 from presence.metrics import Metrics
@@ -56,10 +53,9 @@ from presence.registry import ConnectionRegistry, WorkerRegistry
 from presence.rooms import LargeRooms
 from presence.routes import RoomRoutes
 from presence.service import PresenceService
-from presence.store.base import Store, StoreError
+from presence.store.base import Store
 from presence.store.memory import MemoryStore
 from presence.store.mongo import MongoStore
-from presence.supervisor import Loop, start_supervised
 from presence.throttle import ActivityTracker
 from presence.webhooks import WebhookDeliverer
 from presence.windows import ThrottleWindows
@@ -67,44 +63,11 @@ from presence.write_behind import OnlineWrites
 
 log = logging.getLogger(__name__)
 
-REALTIME = web.AppKey("realtime", RealtimeServer)
-
-
-@dataclass(frozen=True)
-class Maintenance:
-    lease: LeaderLease
-    sweeper: Sweeper
-
-
-MAINTENANCE = web.AppKey("maintenance", Maintenance)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """The clients a worker opens; each is closed by its own cleanup context."""
-
-    redis: Redis
-    store: Store
-
-
-RESOURCES = web.AppKey("resources", Resources)
-
-
-@dataclass(frozen=True)
-class Tasks:
-    leading: list[asyncio.Task[None]]  # the lease and the sweep: stopped first
-    others: list[asyncio.Task[None]]
-
-
-TASKS = web.AppKey("tasks", Tasks)
-# Set when webhooks are configured (PRESENCE_WEBHOOK_URL and PRESENCE_WEBHOOK_SECRET).
-WEBHOOKS = web.AppKey("webhooks", WebhookDeliverer)
+__all__ = ["MAINTENANCE", "REALTIME", "RESOURCES", "create_app"]
 
 # The largest body any handler takes (a directory import); each handler has its own, smaller
 # bound (presence.api.parsing), 64 KiB unless it says otherwise.
 MAX_BODY_BYTES = 16 * 1024 * 1024
-# How often start-up retries index creation while MongoDB is not answering yet.
-INDEX_RETRY_S = 2.0
 
 
 def _embedded_redis() -> Redis:
@@ -290,9 +253,14 @@ def create_app(
         module.add_routes(app)
     # One context per resource, started in this order and stopped in the reverse one.
     app.cleanup_ctx.extend(
-        [_store_context, _redis_context, _message_queue_context, _background_context]
+        [
+            lifecycle.store_context,
+            lifecycle.redis_context,
+            lifecycle.message_queue_context,
+            lifecycle.background_context,
+        ]
     )
-    app.on_shutdown.append(_hand_over)
+    app.on_shutdown.append(lifecycle.hand_over)
     if settings.embedded:
         log.warning(
             "EMBEDDED MODE: in-process Redis and store, NOTHING IS PERSISTED, a single worker "
@@ -306,59 +274,6 @@ def _as_coroutine(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:
         action()
 
     return run
-
-
-async def _store_context(app: web.Application) -> AsyncIterator[None]:
-    """MongoDB: indexes at start-up (retried in the background while it does not answer),
-    closed last."""
-    store = app[RESOURCES].store
-    retry: asyncio.Task[None] | None = None
-    try:
-        await asyncio.wait_for(store.ensure_indexes(), timeout=10)
-    except (StoreError, TimeoutError):
-        log.warning("MongoDB not answering at start-up; indexes will be created when it does")
-        retry = asyncio.create_task(_ensure_indexes(store))
-    yield
-    if retry is not None:
-        retry.cancel()
-    # Closing clients is bounded: a shutdown must finish, whatever a connection is doing.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(store.close(), timeout=5)
-
-
-async def _ensure_indexes(store: Store) -> None:
-    while True:
-        try:
-            await store.ensure_indexes()
-            return
-        except StoreError as exc:
-            log.warning("creating indexes failed, retrying: %s", exc)
-            await asyncio.sleep(INDEX_RETRY_S)
-
-
-async def _redis_context(app: web.Application) -> AsyncIterator[None]:
-    """Redis: every script loaded, this worker's previous life forgotten; closed at the end."""
-    c, redis = app[COMPONENTS], app[RESOURCES].redis
-    try:
-        for script in SCRIPTS:
-            await redis.script_load(script)
-        stale = await c.presence.forget_previous_life(c.settings.worker_id)
-    except RedisError:
-        log.warning("Redis not answering at start-up; previous connections not cleaned")
-    else:
-        if stale:
-            log.warning("closed connections of this worker's previous life", extra={"count": stale})
-    yield
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(redis.aclose(), timeout=5)
-
-
-async def _message_queue_context(app: web.Application) -> AsyncIterator[None]:
-    """The Socket.IO message queue's listener, from start-up, not from the first socket."""
-    realtime = app[REALTIME]
-    realtime.start()
-    yield
-    await realtime.stop()
 
 
 def _platform_tokens(settings: Settings, metrics: Metrics) -> PlatformTokens | None:
@@ -378,60 +293,3 @@ def _platform_tokens(settings: Settings, metrics: Metrics) -> PlatformTokens | N
         subject_claim=settings.jwt_subject_claim,
         name_claim=settings.jwt_name_claim,
     )
-
-
-async def _background_context(app: web.Application) -> AsyncIterator[None]:
-    """Every background loop, supervised and named; on the way out the pending writes are
-    flushed and this worker leaves the live count."""
-    c, realtime, maintenance = app[COMPONENTS], app[REALTIME], app[MAINTENANCE]
-    loops: dict[str, Loop] = {
-        "throttle_flusher": c.tracker.run_flusher,
-        "throttle_cache_cleanup": c.tracker.run_cache_cleanup,
-        "worker_heartbeat": c.registry.run,
-        "grace_finisher": c.presence.run_grace_finisher,
-        "choices": c.choices.run,
-        "write_behind": c.presence.writes.run,
-        "event_feed": c.feed.run,
-        "transport_activity": realtime.run_transport_activity,
-        "slow_consumer_check": realtime.run_slow_consumer_check,
-        "room_counts": realtime.run_room_counts,
-    }
-    if realtime.manager is not None:
-        loops["pubsub_probe"] = realtime.manager.run_probe
-    if WEBHOOKS in app:
-        loops["webhooks"] = app[WEBHOOKS].run
-    leading: dict[str, Loop] = {
-        "maintenance_lease": maintenance.lease.run,
-        "sweeper": maintenance.sweeper.run,
-    }
-    app[TASKS] = Tasks(
-        leading=start_supervised(leading, c.metrics), others=start_supervised(loops, c.metrics)
-    )
-    log.info("worker started", extra={"settings": repr(c.settings)})
-    yield
-    await _stop(app[TASKS].others)
-    await c.presence.stop_grace_timers()
-    await c.tracker.drain()
-    # The online flags and lastSeen of the last transitions, into the database before it closes.
-    await c.presence.writes.drain()
-    await c.feed.flush()
-    with contextlib.suppress(RedisError):
-        await c.registry.leave()
-
-
-async def _hand_over(app: web.Application) -> None:
-    """The first step of a shutdown, while connections are still open: stop leading (so
-    another worker leads at once, and nothing here takes the lease back), then close the
-    sockets so their clients reconnect elsewhere within the grace period."""
-    await _stop(app[TASKS].leading)
-    await app[MAINTENANCE].lease.release()
-    await app[REALTIME].close_all()
-
-
-async def _stop(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    # Bounded: a task stuck in a client call that swallows its cancellation must not keep
-    # the worker from shutting down.
-    if tasks:
-        await asyncio.wait(tasks, timeout=5)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from presence.service import GRACE_FALLBACK_LAG_S, GRACE_POLL_S
+from presence.graces import GRACE_FALLBACK_LAG_S, GRACE_POLL_S
 from tests.conftest import EVERY_REDIS_MODE, ClusterFactory
 from tests.support.cluster import Cluster
 from tests.support.sio import Listener

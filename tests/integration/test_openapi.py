@@ -105,6 +105,16 @@ async def test_real_responses_match_the_served_document(make_cluster: ClusterFac
     await r.call("GET", "/api/users/me")
     await r.call("PUT", "/api/users/me/status", headers=guest, json={"status": "away"})
     await r.call("PUT", "/api/users/me/status", headers=ann, json={"status": "nope"})
+    await r.call(
+        "PUT",
+        "/api/users/me/status",
+        headers=ann,
+        json={"status": "dnd", "text": "focus", "until": "2999-01-01T00:00:00Z"},
+    )
+    await r.call("PUT", "/api/users/me/privacy", headers=ann, json={"lastSeen": "approximate"})
+    await r.call("PUT", "/api/users/me/privacy", headers=ann, json={"lastSeen": "nope"})
+    await r.call("GET", "/api/users/me/privacy", headers=ann)
+    await r.call("GET", "/api/users/me/privacy", headers=guest)
     await r.call("POST", "/api/presence/heartbeat", headers=guest)
     await r.call("POST", "/api/presence/heartbeat")
     await r.call("GET", f"/api/users/presence?ids={bob_id}", headers=ann)
