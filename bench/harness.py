@@ -36,6 +36,7 @@ from presence.auth.tokens import JwtCodec
 from presence.clock import SystemClock
 from presence.domain import Role, from_epoch
 from presence.lua import ACTIVITY, USER_INPUT
+from presence.realtime.delivery import EXACT_VIEW, VIEWS
 from presence.store.mongo import MongoStore
 from tests.support.sio import Listener
 
@@ -390,7 +391,7 @@ class MonitorLog:
         return [
             channel
             for channel, m in self.publishes()
-            if m.get("event") == "user:status" and m["data"][0].get("userId") == user_id
+            if m.get("event") == "user:status" and _subject_of(m["data"][0]) == user_id
         ]
 
     def status_publishes(self, user_id: str) -> int:
@@ -412,6 +413,14 @@ class MonitorLog:
         return self.count("evalsha", first_arg=script_sha(source)) + self.count(
             "eval", first_arg=source
         )
+
+
+def _subject_of(payload: dict[str, Any]) -> Any:
+    """Whom a published user:status is about, whether it carries one record or one per view
+    (presence.realtime.delivery)."""
+    views = payload.get(VIEWS)
+    record = views[EXACT_VIEW] if isinstance(views, dict) else payload
+    return record.get("userId")
 
 
 def script_sha(source: str) -> str:

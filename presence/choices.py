@@ -204,12 +204,15 @@ class Choices:
         written = self._written.get(subject)
         if not always and written is not None and mono - written < self.input_every_s:
             return
+        # Taken before the round trip: concurrent requests of one subject write once.
+        self._written[subject] = mono
         try:
             back = await self.schedule.user_input(subject, self.clock.now())
         except RedisError:
             self.metrics.redis_errors.labels(operation="user_input").inc()
+            if self._written.get(subject) == mono:
+                del self._written[subject]  # the next activity tries again
             return
-        self._written[subject] = mono
         if back:
             await self.presence.announce(subject, before=None, was_away=True, only_if_changed=True)
 
@@ -219,15 +222,19 @@ class Choices:
         for subject, until_ms in await self.schedule.due(self.clock.now()):
             if not await self.schedule.end(subject, until_ms):
                 continue  # another worker ended it
+            stored = await self.store.get_presence([subject])
             if not await self.store.clear_expired_status(subject, from_epoch(until_ms / 1000)):
                 continue  # replaced meanwhile, or already cleared
             ended += 1
             await self.presence.profiles.changed([subject])
             # Every view has shown it over since its moment; others hear of it now (an
-            # offline subject showed no status: nothing changed for anyone).
+            # offline subject showed no status: nothing changed for anyone). What they saw
+            # until now is what the status showed (an invisible one: offline).
             own = await self.presence.record(subject, viewer=subject)
-            if own is not None and own.is_online:
-                await self.presence.announce(subject, before=None, force=True)
+            if own is not None and own.is_online and subject in stored:
+                chosen = stored[subject].manual_status
+                before = policy.visible_status(True, chosen)
+                await self.presence.announce(subject, before=before, force=True)
         return ended
 
     async def take_idle(self) -> int:

@@ -3,11 +3,11 @@
 The worker that stored a change tells every worker (:meth:`ProbedQueue.tell_workers`, one
 message per :data:`CHUNK` members); each applies it to its own sockets, found in their users'
 personal rooms: an added member's sockets enter the conversation's room and get its
-``presence:state`` (for conversations no larger than users may create,
-:data:`presence.conversations.MAX_MEMBERS`), a removed member's
-sockets leave the room (they hear nothing more of it), and a deactivated user's sockets are
-closed after its verified credentials are forgotten on that worker. A user's new last-seen
-privacy reaches its sockets the same way: what they see of others follows it (reciprocity).
+``presence:state`` (unless the conversation is large: its room hears counts,
+:mod:`presence.rooms`), a removed member's sockets leave the room (they hear nothing more
+of it), and a deactivated user's sockets are closed after its verified credentials are
+forgotten on that worker. A user's new last-seen privacy reaches its sockets the same way:
+what they see of others follows it (reciprocity).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from presence.auth.authenticator import Authenticator
-from presence.conversations import MAX_MEMBERS, Conversations
+from presence.conversations import Conversations
 from presence.directory import MembershipChange
 from presence.domain import LastSeenPrivacy, SubjectKind, SubjectRef
 from presence.realtime.broadcast import conversation_room, user_room
@@ -109,7 +109,8 @@ class LiveDirectory:
             for sid in sids:
                 await self._sio.enter_room(sid, room)
         conversation = await self._conversations.record(conversation_id)
-        if conversation is None or len(conversation.member_ids) > MAX_MEMBERS:
+        if conversation is None or self._conversations.is_large(conversation):
+            # A large room is never listed whole: its sockets hear its count as it changes.
             return
         members = await self._conversations.members(conversation)
         for user_id, sids in added.items():
