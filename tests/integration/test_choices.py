@@ -112,8 +112,10 @@ async def test_an_end_redis_lost_is_restored_by_the_leader_and_ended_once(
     long_ago = datetime.now(UTC) - timedelta(minutes=1)
     await cluster[0].store.set_manual_status(subject, ManualChoice(ManualStatus.DND, "x", long_ago))
     await cluster[0].c.presence.profiles.changed([subject])
+    # Both workers restore it (the second may find it scheduled, or taken meanwhile and
+    # not yet cleared): however often it is scheduled, it ends once.
     restored = [await w.c.choices.restore_schedule() for w in cluster.workers]
-    assert restored == [1, 0]  # the second restore finds it scheduled already
+    assert restored[0] == 1
     await until(
         lambda: any(s["statusText"] is None for s in watcher.statuses_of(one)),
         timeout_s=3,
