@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 
 class SubjectKind(enum.StrEnum):
@@ -14,9 +15,10 @@ class SubjectKind(enum.StrEnum):
     ANONYMOUS = "anon"
 
 
-@dataclass(frozen=True, slots=True)
-class SubjectRef:
-    """Who presence is about: a registered user or an anonymous participant."""
+class SubjectRef(NamedTuple):
+    """Who presence is about: a registered user or an anonymous participant (a tuple: reads
+    of many members build, hash and compare thousands, several times faster than a frozen
+    dataclass's)."""
 
     kind: SubjectKind
     id: str
@@ -109,8 +111,13 @@ class PresenceRecord:
     status_until: datetime | None = None
     auto_away: bool = False
     last_seen_approx: LastSeenApprox | None = None
+    _json: dict[str, object] | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, object]:
+        """Built once per record (a kept record is given to many reads): shared, so never
+        changed by a caller."""
+        if self._json is not None:
+            return self._json
         data: dict[str, object] = {
             "userId": self.subject.id,
             "username": self.username,
@@ -128,6 +135,7 @@ class PresenceRecord:
         }
         if self.manual_status is not None:
             data["manualStatus"] = self.manual_status.value
+        self._json = data
         return data
 
 

@@ -15,6 +15,7 @@ shards, fewer make those readers cheaper.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -123,10 +124,10 @@ class Keys:
     def bucket(self, member: str) -> Bucket:
         """The bucket of a subject: the same on every worker (CRC-32, not Python's hash)."""
         index = zlib.crc32(member.encode()) % self.buckets if self.buckets > 1 else 0
-        return Bucket(f"{self.prefix}{{{index}}}:")
+        return _bucket(self.prefix, index)
 
     def every_bucket(self) -> list[Bucket]:
-        return [Bucket(f"{self.prefix}{{{index}}}:") for index in range(self.buckets)]
+        return [_bucket(self.prefix, index) for index in range(self.buckets)]
 
     def throttle(self, subject: SubjectRef) -> str:
         return self.bucket(subject.member).throttle(subject.member)
@@ -238,3 +239,9 @@ def decoded(value: bytes | str) -> str:
 def leader_of(value: bytes | str | None) -> str | None:
     """The worker id in a lease value."""
     return None if value is None else decoded(value).split("|", 1)[0]
+
+
+@functools.lru_cache(maxsize=1024)
+def _bucket(prefix: str, index: int) -> Bucket:
+    """One object per bucket: a read of many subjects asks for their buckets many times."""
+    return Bucket(f"{prefix}{{{index}}}:")

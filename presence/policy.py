@@ -3,8 +3,9 @@ so the rules are tested with plain numbers and no services."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from datetime import datetime
+from typing import NamedTuple
 
 from presence.domain import (
     LastSeenApprox,
@@ -26,9 +27,9 @@ _APPROXIMATIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LiveState:
-    """What Redis knows about one subject right now."""
+class LiveState(NamedTuple):
+    """What Redis knows about one subject right now (a tuple: a presence read builds one per
+    member, and a frozen dataclass is built and compared several times more slowly)."""
 
     marked_online: bool
     last_activity: float | None  # epoch seconds, precise to the millisecond
@@ -115,6 +116,16 @@ def approximate(last_seen: datetime | None, now: float) -> LastSeenApprox | None
         if age <= bound:
             return approximation
     return LastSeenApprox.LONG_AGO
+
+
+def approximation_ends(last_seen: datetime, now: float) -> float:
+    """The moment :func:`approximate` stops giving what it gives at ``now`` (``math.inf``
+    once it says ``long_ago``, which it says for ever after)."""
+    age = now - to_epoch(last_seen)
+    for bound, _ in _APPROXIMATIONS:
+        if age <= bound:
+            return to_epoch(last_seen) + bound
+    return math.inf
 
 
 def is_idle(last_input: float | None, now: float, idle_away_s: float) -> bool:

@@ -4,6 +4,9 @@ applies the same rules."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 from presence import policy
 from presence.domain import (
     LastSeenPrivacy,
@@ -13,6 +16,7 @@ from presence.domain import (
     SubjectRef,
     from_epoch,
     later,
+    milliseconds,
     to_epoch,
 )
 from presence.store.base import OnlineChange, StoredPresence
@@ -38,13 +42,9 @@ def combine(
         status = policy.own_status(online, manual, auto_away)
     else:
         status = policy.visible_status(online, manual, auto_away)
-    last_activity = live.last_activity
-    if last_activity is None and stored.last_active_at is not None:
-        last_activity = to_epoch(stored.last_active_at)
+    last_activity = _last_activity(stored, live)
     last_active_at = None if last_activity is None else from_epoch(last_activity)
-    # Redis has the latest offline; the database may not yet (it is written behind).
-    went = None if live.last_seen is None else from_epoch(live.last_seen)
-    seen = policy.last_seen(online, later(stored.last_seen, went), last_activity)
+    seen = _last_seen(stored, live, online, last_activity)
     approx = None
     if not own:
         shown = policy.last_seen_shown(stored.privacy, viewer_privacy)
@@ -67,6 +67,51 @@ def combine(
         auto_away=auto_away and shows_choice,
         last_seen_approx=approx,
     )
+
+
+def holds_until(
+    stored: StoredPresence,
+    live: policy.LiveState,
+    now: float,
+    threshold_s: float,
+    *,
+    own: bool,
+    viewer_privacy: LastSeenPrivacy = LastSeenPrivacy.EXACT,
+) -> float:
+    """The first moment (epoch seconds) at which :func:`combine` of the same inputs may give
+    another record than at ``now``: until then time alone changes nothing, so the record can be
+    kept (``math.inf``: only new inputs change it). Each end is taken a little early, never
+    late: the end of an online that REST activity alone holds, the end of a custom status, the
+    end of an approximate last seen's band."""
+    ends = math.inf
+    online = policy.is_online(live, now, threshold_s)
+    if online and live.connections == 0 and not live.in_grace and live.last_activity is not None:
+        # Online while ms(activity) >= ms(t) - ms(threshold): still so at this moment.
+        ends = (milliseconds(live.last_activity) + milliseconds(threshold_s)) / 1000
+    until = stored.status_until
+    if until is not None and not policy.status_expired(until, now):
+        ends = min(ends, (milliseconds(to_epoch(until)) - 1) / 1000)
+    if not own and policy.last_seen_shown(stored.privacy, viewer_privacy) is (
+        LastSeenPrivacy.APPROXIMATE
+    ):
+        seen = _last_seen(stored, live, online, _last_activity(stored, live))
+        if seen is not None:
+            ends = min(ends, policy.approximation_ends(seen, now))
+    return ends
+
+
+def _last_activity(stored: StoredPresence, live: policy.LiveState) -> float | None:
+    if live.last_activity is None and stored.last_active_at is not None:
+        return to_epoch(stored.last_active_at)
+    return live.last_activity
+
+
+def _last_seen(
+    stored: StoredPresence, live: policy.LiveState, online: bool, last_activity: float | None
+) -> datetime | None:
+    # Redis has the latest offline; the database may not yet (it is written behind).
+    went = None if live.last_seen is None else from_epoch(live.last_seen)
+    return policy.last_seen(online, later(stored.last_seen, went), last_activity)
 
 
 def privacy_of(

@@ -304,6 +304,8 @@ class ConnectionRegistry:
         return taken
 
     def _by_bucket(self, members: Sequence[str]) -> dict[Bucket, list[str]]:
+        if self._keys.buckets == 1:
+            return {self._keys.bucket(""): list(members)} if members else {}
         grouped: dict[Bucket, list[str]] = {}
         for member in members:
             grouped.setdefault(self._keys.bucket(member), []).append(member)
@@ -325,7 +327,7 @@ class ConnectionRegistry:
                         bucket.generations,
                         bucket.away,
                     ],
-                    args=[bucket.connections_prefix, *members],
+                    args=[bucket.connections_prefix, _lines(members)],
                 )
                 for bucket, members in grouped.items()
             )
@@ -337,13 +339,13 @@ class ConnectionRegistry:
                     7 * index : 7 * index + 7
                 ]
                 states[member] = policy.LiveState(
-                    marked_online=bool(mark),
-                    last_activity=None if last is None else float(last) / 1000,
-                    connections=int(connections or 0),
-                    in_grace=closed is not None,
-                    last_seen=None if seen is None else float(seen) / 1000,
-                    generation=0 if generation is None else int(generation),
-                    auto_away=bool(away),
+                    bool(mark),
+                    None if last is None else float(last) / 1000,
+                    int(connections or 0),
+                    closed is not None,
+                    None if seen is None else float(seen) / 1000,
+                    0 if generation is None else int(generation),
+                    bool(away),
                 )
         return [states[s.member] for s in subjects]
 
@@ -383,3 +385,12 @@ class ConnectionRegistry:
         """``lastSeen`` as Redis knows it, raised to ``at`` (an admin's offline)."""
         bucket = self._keys.bucket(subject.member)
         await self._redis.zadd(bucket.last_seen, {subject.member: milliseconds(at)}, gt=True)
+
+
+def _lines(members: list[str]) -> str:
+    """Members one per line; no member holds a line break (ids refuse control characters),
+    and one that did would shift every state after it, so it is refused here as well."""
+    joined = "\n".join(members)
+    if joined.count("\n") != len(members) - 1 or "" in members:
+        raise ValueError("a member name is empty or holds a line break")
+    return joined

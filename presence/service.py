@@ -43,6 +43,7 @@ from presence.domain import (
 from presence.graces import GracePeriods
 from presence.metrics import Metrics
 from presence.profiles import Profiles
+from presence.record_memo import RecordMemo
 from presence.records import combine, privacy_of, stored_live_state
 from presence.registry import ClosedSubject, ConnectionRegistry
 from presence.store.base import (
@@ -78,6 +79,8 @@ class PresenceService(GracePeriods):
 
     def __post_init__(self) -> None:
         self._threshold = self.settings.offline_threshold_s
+        # As many records as the cache holds subjects: a read of an unchanged room builds none.
+        self._memo = RecordMemo(self._threshold, self.settings.profile_cache_size)
         self._listeners: list[StatusListener] = []
         # Closes Redis could not record yet (an outage, or a pool exhausted by a storm of
         # closes), with the moment each happened: (subject, sid) -> epoch seconds.
@@ -158,10 +161,9 @@ class PresenceService(GracePeriods):
         stored, live = await self._read(asked)
         privacy = privacy_of(stored, viewer)
         now = self.clock.now()
+        record = self._memo.record
         return [
-            combine(
-                stored[s], live[s], now, self._threshold, own=s == viewer, viewer_privacy=privacy
-            )
+            record(stored[s], live[s], now, own=s == viewer, viewer_privacy=privacy)
             for s in subjects
             if s in stored
         ], privacy
@@ -185,7 +187,7 @@ class PresenceService(GracePeriods):
             subject = user if user in stored else SubjectRef(SubjectKind.ANONYMOUS, user.id)
             if subject in stored:
                 state = live[subject]
-                record = combine(stored[subject], state, now, self._threshold, own=False)
+                record = self._memo.record(stored[subject], state, now, own=False)
                 found.append((record, state.connections > 0))
         return found
 
