@@ -26,7 +26,7 @@ class SubjectRef(NamedTuple):
     @property
     def member(self) -> str:
         """The subject's name inside Redis sets and sorted sets."""
-        return f"{self.kind.value}:{self.id}"
+        return self.kind + ":" + self.id  # a StrEnum is its value (and + is the quickest)
 
     @classmethod
     def from_member(cls, member: str) -> SubjectRef:

@@ -314,7 +314,14 @@ class ConnectionRegistry:
     async def live_states(self, subjects: Sequence[SubjectRef]) -> list[policy.LiveState]:
         """What Redis knows of each subject, in the order given: one script per bucket, all
         at once (one round trip in standalone mode, where there is one bucket)."""
-        grouped = self._by_bucket([s.member for s in subjects])
+        members = [s.member for s in subjects]
+        at: dict[Bucket, list[int]] = {}  # the positions of each bucket's members
+        if self._keys.buckets == 1:
+            if members:
+                at[self._keys.bucket("")] = list(range(len(members)))
+        else:
+            for position, member in enumerate(members):
+                at.setdefault(self._keys.bucket(member), []).append(position)
         # Side by side, one call per bucket (a cluster pipeline cannot carry scripts).
         replies = await asyncio.gather(
             *(
@@ -327,18 +334,19 @@ class ConnectionRegistry:
                         bucket.generations,
                         bucket.away,
                     ],
-                    args=[bucket.connections_prefix, _lines(members)],
+                    args=[bucket.connections_prefix, _lines([members[i] for i in positions])],
                 )
-                for bucket, members in grouped.items()
+                for bucket, positions in at.items()
             )
         )
-        states: dict[str, policy.LiveState] = {}
-        for members, flat in zip(grouped.values(), replies, strict=True):
-            for index, member in enumerate(members):
-                mark, last, closed, seen, generation, connections, away = flat[
-                    7 * index : 7 * index + 7
-                ]
-                states[member] = policy.LiveState(
+        states: list[policy.LiveState] = [_NOTHING_KNOWN] * len(members)
+        for positions, flat in zip(at.values(), replies, strict=True):
+            fields = iter(flat)
+            # Seven fields per member, in the script's order.
+            for position, (mark, last, closed, seen, generation, connections, away) in zip(
+                positions, zip(*[fields] * 7, strict=True), strict=True
+            ):
+                states[position] = policy.LiveState(
                     bool(mark),
                     None if last is None else float(last) / 1000,
                     int(connections or 0),
@@ -347,7 +355,7 @@ class ConnectionRegistry:
                     0 if generation is None else int(generation),
                     bool(away),
                 )
-        return [states[s.member] for s in subjects]
+        return states
 
     async def count_online(self, now: float) -> dict[SubjectKind, int]:
         """Subjects online by the rule, per kind, counted inside Redis, bucket by bucket."""
@@ -385,6 +393,9 @@ class ConnectionRegistry:
         """``lastSeen`` as Redis knows it, raised to ``at`` (an admin's offline)."""
         bucket = self._keys.bucket(subject.member)
         await self._redis.zadd(bucket.last_seen, {subject.member: milliseconds(at)}, gt=True)
+
+
+_NOTHING_KNOWN = policy.LiveState(marked_online=False, last_activity=None)
 
 
 def _lines(members: list[str]) -> str:
