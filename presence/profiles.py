@@ -101,6 +101,10 @@ class _Copies(Generic[K]):
             self._copies.popitem(last=False)
         return copy
 
+    def peek(self, key: K) -> _Copy | None:
+        """The copy of ``key`` whatever its generation (to know what else to check with it)."""
+        return self._copies.get(key)
+
     def pop(self, key: K) -> _Copy | None:
         return self._copies.pop(key, None)
 
@@ -198,13 +202,19 @@ class Profiles:
 
     async def conversations_of(self, subject: SubjectRef) -> list[ConversationRecord]:
         """A user's conversations, or the one a guest belongs to: which ones from the
-        subject's copy (one Redis read for its generation), their records from the
-        conversations' copies (one more for theirs); the database only for cold copies."""
-        generation = await self._generation(subject)
+        subject's copy, their records from the conversations' copies, all checked in one Redis
+        round trip (the generations of the subject and of the conversations its copy names);
+        the database only for cold copies."""
+        held = self._copies.peek(subject)
+        named = () if held is None or held.conversations is None else held.conversations
+        generations = await self._generations(
+            [subject.member, *(conversation_member(c) for c in named)]
+        )
+        generation = generations[0]
         copy = self._copies.fresh(subject, generation)
-        if copy is not None and copy.conversations is not None:
+        if copy is not None and copy.conversations is not None and copy.conversations == named:
             self._metrics.profile_cache.labels(result="hit").inc()
-            return await self.conversations(copy.conversations)
+            return await self._records(named, generations[1:])
         self._metrics.profile_cache.labels(result="miss").inc()
         conversations = await self._read_conversations(subject)
         if (copy := self._keep(subject, generation)) is not None:
@@ -214,33 +224,43 @@ class Profiles:
     async def conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
         """The records of these conversations that exist, in order, each from its copy while
         the copy holds the conversation's current generation (read before any database read,
-        so a change made meanwhile makes the copy cold, never a stale copy look fresh)."""
+        so a change made meanwhile makes the copy cold, never a stale copy look fresh); the
+        cold ones in one database read."""
         ids = list(conversation_ids)
         if not ids:
             return []
-        generations = await self._generations([conversation_member(c) for c in ids])
-        found: list[ConversationRecord] = []
+        return await self._records(
+            ids, await self._generations([conversation_member(c) for c in ids])
+        )
+
+    async def _records(
+        self, ids: Sequence[str], generations: Sequence[int | None]
+    ) -> list[ConversationRecord]:
+        known: dict[str, ConversationRecord] = {}
+        cold: dict[str, int | None] = {}
         for conversation_id, generation in zip(ids, generations, strict=True):
             copy = self._guests.fresh(conversation_id, generation)
             if copy is not None and copy.conversation is not None:
-                found.append(copy.conversation)
-                continue
-            record = await self._store.get_conversation(conversation_id)
-            if record is None:
-                continue
-            if (copy := self._guests.keep(conversation_id, generation)) is not None:
-                copy.conversation = record
-            found.append(record)
-        return found
+                known[conversation_id] = copy.conversation
+            else:
+                cold[conversation_id] = generation
+        if cold:
+            for record in await self._store.get_conversations(list(cold)):
+                known[record.id] = record
+                if (copy := self._guests.keep(record.id, cold[record.id])) is not None:
+                    copy.conversation = record
+        return [known[c] for c in ids if c in known]
 
     async def _read_conversations(self, subject: SubjectRef) -> list[ConversationRecord]:
         if not subject.is_anonymous:
-            return await self._store.list_conversations(subject.id)
+            # Which ones from the memberships; their records through their own copies (the
+            # other members of a conversation have usually made it warm already).
+            found = await self.conversations(await self._store.conversation_ids_of(subject.id))
+            return sorted(found, key=lambda c: (c.created_at, c.id))
         participant = await self._store.get_participant(subject.id)
         if participant is None:
             return []
-        conversation = await self._store.get_conversation(participant.conversation_id)
-        return [] if conversation is None else [conversation]
+        return await self.conversations([participant.conversation_id])
 
     async def conversation(
         self, conversation_id: str
@@ -278,9 +298,6 @@ class Profiles:
             if (copy := self._guests.keep(conversation_id, generation)) is not None:
                 copy.guests = guests
         return found
-
-    async def _generation(self, subject: SubjectRef) -> int | None:
-        return (await self._generations([subject.member]))[0]
 
     async def _generations(self, members: Sequence[str]) -> list[int | None]:
         """Each member's generation; None for all of them while Redis does not answer (then

@@ -7,11 +7,14 @@ any handler runs.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import socketio
+from socketio import packet
 
 # Every event we accept is a few hundred bytes; Engine.IO's default is 1 MB.
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -33,6 +36,27 @@ class Refused(socketio.exceptions.ConnectionRefusedError):  # type: ignore[misc]
             "code": code,
             "data": {"code": code, "message": message},
         }
+
+
+class _Encoding:
+    """How packets are written: by orjson (several times faster than the standard library on
+    a 50-member snapshot); read as before, by the standard library, so a client's malformed
+    packet is judged exactly as it always was."""
+
+    @staticmethod
+    def dumps(data: Any, **_: Any) -> str:
+        return orjson.dumps(data).decode()
+
+    loads = staticmethod(json.loads)
+
+
+class TextPacket(packet.Packet):  # type: ignore[misc]
+    """A packet never searched for binary attachments: they are refused on the way in
+    (:class:`BoundedServer`) and never sent, and the search walked every record of every
+    snapshot and announcement."""
+
+    uses_binary_events = False
+    json = _Encoding
 
 
 class BoundedServer(socketio.AsyncServer):  # type: ignore[misc]

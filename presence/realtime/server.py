@@ -33,7 +33,13 @@ from presence.realtime.delivery import EXACT_VIEW, RESERVED_VIEW, DirectDelivery
 from presence.realtime.handlers import EventHandlers
 from presence.realtime.manager import BroadcastRedisManager
 from presence.realtime.membership import LiveDirectory
-from presence.realtime.protocol import MAX_MESSAGE_BYTES, BoundedServer, Refused, quiet_logger
+from presence.realtime.protocol import (
+    MAX_MESSAGE_BYTES,
+    BoundedServer,
+    Refused,
+    TextPacket,
+    quiet_logger,
+)
 from presence.realtime.queue import ProbedQueue
 from presence.realtime.refusals import (
     KNOWN,
@@ -95,6 +101,7 @@ class RealtimeServer:
         self.sio = BoundedServer(
             async_mode="aiohttp",
             client_manager=delivery,
+            serializer=TextPacket,
             cors_allowed_origins=origins,
             ping_interval=settings.ping_interval_s,
             ping_timeout=settings.ping_timeout_s,

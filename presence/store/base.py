@@ -170,6 +170,12 @@ class ConversationStore(Protocol):
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
 
+    async def get_conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
+        """The conversations of these ids that exist, in one read, in no particular order."""
+
+    async def conversation_ids_of(self, user_id: str) -> list[str]:
+        """The ids of the conversations the user is a member of, in no particular order."""
+
     async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
         """Conversations the user is a member of, oldest first."""
 

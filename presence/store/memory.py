@@ -156,6 +156,13 @@ class MemoryStore:
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         return self._conversations.get(conversation_id)
 
+    async def get_conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
+        found = (self._conversations.get(i) for i in dict.fromkeys(conversation_ids))
+        return [c for c in found if c is not None]
+
+    async def conversation_ids_of(self, user_id: str) -> list[str]:
+        return [c.id for c in self._conversations.values() if user_id in c.member_ids]
+
     async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
         found = [c for c in self._conversations.values() if user_id in c.member_ids]
         return sorted(found, key=lambda c: (c.created_at, c.id))

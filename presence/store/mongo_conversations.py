@@ -97,9 +97,20 @@ class MongoConversations:
         doc = await self._conversations.find_one({"_id": conversation_id})
         return None if doc is None else conversation_record(doc)
 
+    async def get_conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
+        if not conversation_ids:
+            return []
+        docs = await self._conversations.find({"_id": {"$in": list(conversation_ids)}}).to_list()
+        return [conversation_record(d) for d in docs]
+
+    async def conversation_ids_of(self, user_id: str) -> list[str]:
+        memberships = await self._memberships.find(
+            {"userId": user_id}, projection={"conversationId": True, "_id": False}
+        ).to_list()
+        return [m["conversationId"] for m in memberships]
+
     async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
-        memberships = await self._memberships.find({"userId": user_id}).to_list()
-        ids = [m["conversationId"] for m in memberships]
+        ids = await self.conversation_ids_of(user_id)
         if not ids:
             return []
         docs = await self._conversations.find(

@@ -99,6 +99,13 @@ async def test_conversations_list_by_member_oldest_first(store: Store) -> None:
     assert [x.id for x in await store.list_conversations(b.id)] == [first.id]
     assert await store.get_conversation(first.id) == first
     assert first.member_ids == (a.id, b.id)
+    assert sorted(await store.conversation_ids_of(a.id)) == sorted([first.id, second.id])
+    assert await store.conversation_ids_of(c.id) == [second.id]
+    assert await store.conversation_ids_of("nobody") == []
+    many = await store.get_conversations([second.id, "missing", first.id, second.id])
+    assert sorted(x.id for x in many) == sorted([first.id, second.id])
+    assert {x.id: x for x in many}[first.id] == first
+    assert await store.get_conversations([]) == []
 
 
 async def test_share_links_and_participants(store: Store) -> None:
@@ -313,6 +320,8 @@ async def test_directory_puts_are_idempotent_upserts_that_say_what_was_there(
     assert (found.title, found.member_ids) == ("Team!", ("plat-2", "plat-3"))
     assert [c.id for c in await store.list_conversations("plat-3")] == ["team-1"]
     assert await store.list_conversations("plat-1") == []
+    assert await store.conversation_ids_of("plat-1") == []
+    assert await store.conversation_ids_of("plat-2") == ["team-1"]
     assert await store.delete_conversation("team-1") == ("plat-2", "plat-3")
     assert await store.delete_conversation("team-1") is None
     assert await store.get_conversation("team-1") is None

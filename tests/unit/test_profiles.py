@@ -53,9 +53,14 @@ class CountingStore(MemoryStore):
         self.participant_reads += 1
         return await super().list_participants(conversation_id)
 
-    async def list_conversations(self, user_id: str) -> list[ConversationRecord]:
+    async def get_conversations(self, conversation_ids: Sequence[str]) -> list[ConversationRecord]:
+        self.conversation_gets += 1
+        return await super().get_conversations(conversation_ids)
+
+    async def conversation_ids_of(self, user_id: str) -> list[str]:
+        # Which conversations a user is in: the read a cold copy of a user's needs.
         self.conversation_reads += 1
-        return await super().list_conversations(user_id)
+        return await super().conversation_ids_of(user_id)
 
 
 class Worker:
@@ -239,7 +244,8 @@ async def test_while_redis_is_down_the_database_answers_and_nothing_is_cached() 
         assert [c.id for c in await w.profiles.conversations_of(a)] == [conv.id]
         assert await w.profiles.guests_of([conv.id]) == {conv.id: ()}
     assert (store.conversation_reads, store.participant_reads) == (2, 2)
-    assert w.metrics.redis_errors.labels(operation="profile_generation")._value.get() == 4
+    # Each round: the user's generation, its conversations' and their guests': none answered.
+    assert w.metrics.redis_errors.labels(operation="profile_generation")._value.get() == 6
     server.connected = True
     await w.profiles.conversations_of(a)
     await w.profiles.conversations_of(a)
