@@ -36,9 +36,11 @@ PROBE_METHOD = "presence:probe"
 # Every probe carries this; the listener tells probes by it without decoding them.
 _PROBE_MARK = b'"probe": true'
 # A message for every worker itself rather than for its sockets (a directory change); told by
-# this mark without decoding the others, like probes.
+# this mark without decoding the others, like probes. Messages are encoded by orjson (the
+# packets' encoder, which python-socketio's managers share), compactly; a worker of an older
+# release wrote them with the standard library's spaces.
 DIRECTORY_METHOD = "presence:directory"
-_DIRECTORY_MARK = b'"method": "presence:directory"'
+_DIRECTORY_MARKS = (b'"method":"presence:directory"', b'"method": "presence:directory"')
 # The longest pause between two attempts to subscribe again: a failover takes seconds.
 MAX_RETRY_S = 2.0
 # How long a shutdown waits for the listener to stop.
@@ -214,7 +216,7 @@ class ProbedQueue(AsyncPubSubManager, DirectDelivery):  # type: ignore[misc]
                     self._last_heard = time.monotonic()
                 continue  # a probe (another worker's, on a shared channel): nothing to do
             self._metrics.pubsub_received.inc()
-            if isinstance(message, bytes) and _DIRECTORY_MARK in message:
+            if isinstance(message, bytes) and any(m in message for m in _DIRECTORY_MARKS):
                 data = json.loads(message)
                 if data.get("host_id") != self.host_id:  # this worker applied it already
                     await self._handle_directory(data)
