@@ -14,26 +14,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from presence import policy
-from presence.domain import LastSeenPrivacy, PresenceRecord
+from presence.domain import LastSeenPrivacy, PresenceRecord, SubjectRef
 from presence.records import combine, holds_until
 from presence.store.base import StoredPresence
 
 
 @dataclass(slots=True)
 class _Kept:
-    stored: StoredPresence  # held, so that its id names no other copy while kept
+    stored: StoredPresence  # the very copy it was built from
     live: policy.LiveState
     until: float
     record: PresenceRecord
 
 
 class RecordMemo:
-    """At most ``capacity`` records, the oldest forgotten first (0 keeps none)."""
+    """At most ``capacity`` records, the oldest forgotten first (0 keeps none); one per
+    subject and kind of view, so a subject's new copy replaces its record instead of adding
+    one."""
 
     def __init__(self, threshold_s: float, capacity: int) -> None:
         self._threshold_s = threshold_s
         self._capacity = capacity
-        self._kept: dict[tuple[int, bool, LastSeenPrivacy], _Kept] = {}
+        self._kept: dict[tuple[SubjectRef, bool, LastSeenPrivacy], _Kept] = {}
 
     def record(
         self,
@@ -45,9 +47,9 @@ class RecordMemo:
         viewer_privacy: LastSeenPrivacy = LastSeenPrivacy.EXACT,
     ) -> PresenceRecord:
         """What :func:`combine` gives for these inputs, built again only when it may differ."""
-        key = (id(stored), own, viewer_privacy)
+        key = (stored.subject, own, viewer_privacy)
         kept = self._kept.get(key)
-        if kept is not None and kept.live == live and now < kept.until:
+        if kept is not None and kept.stored is stored and kept.live == live and now < kept.until:
             return kept.record
         record = combine(
             stored, live, now, self._threshold_s, own=own, viewer_privacy=viewer_privacy

@@ -133,7 +133,11 @@ def test_the_memo_builds_again_when_an_input_or_the_moment_changes() -> None:
 def test_the_memo_is_bounded_and_zero_keeps_nothing() -> None:
     memo = RecordMemo(THRESHOLD_S, capacity=3)
     live = policy.LiveState(marked_online=True, last_activity=NOW, connections=1)
-    copies = [_stored(name=f"u{i}") for i in range(5)]
+    # New copies of one subject replace its record: they never pile up.
+    for name in ("a", "b", "c", "d"):
+        memo.record(_stored(name=name), live, NOW, own=False)
+    assert len(memo) == 1
+    copies = [_stored(subject=SubjectRef(SubjectKind.USER, f"u{i}")) for i in range(5)]
     for stored in copies:
         memo.record(stored, live, NOW, own=False)
     assert len(memo) == 3
