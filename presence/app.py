@@ -88,8 +88,11 @@ def create_app(
     clock = clock or SystemClock()
     metrics = Metrics(settings.worker_id)
     keys = Keys(settings.redis_prefix, settings.redis_buckets)
+    control_redis = redis
     if redis is None:
         redis = _embedded_redis() if settings.redis is None else redis_client(settings.redis)
+        control_redis = redis if settings.redis is None else redis_client(settings.redis)
+    assert control_redis is not None
     if store is None:
         if settings.mongo_url is None:
             store = MemoryStore()
@@ -171,7 +174,7 @@ def create_app(
         tracker=tracker,
         counters=counters,
         registry=WorkerRegistry(
-            redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s, routes
+            control_redis, keys, clock, metrics, settings.worker_id, settings.worker_ttl_s, routes
         ),
         readiness=Readiness(redis, store),
         feed=EventFeed(
@@ -205,7 +208,7 @@ def create_app(
     components.registry.on_forgotten.append(_as_coroutine(profiles.clear))
     components.registry.on_forgotten.append(realtime.reassert)
     lease = LeaderLease(
-        redis=redis,
+        redis=control_redis,
         keys=keys,
         clock=clock,
         metrics=metrics,
@@ -234,7 +237,7 @@ def create_app(
     app[COMPONENTS] = components
     app[REALTIME] = realtime
     app[MAINTENANCE] = Maintenance(lease, sweeper)
-    app[RESOURCES] = Resources(redis, store)
+    app[RESOURCES] = Resources(redis, store, control_redis)
     if settings.webhook_url is not None:
         app[WEBHOOKS] = WebhookDeliverer(
             redis,

@@ -34,6 +34,10 @@ class Resources:
 
     redis: Redis
     store: Store
+    # The worker's liveness beat and the leader lease, on their own connections: a storm that
+    # takes every connection of the main pool must not make the cluster take this worker for
+    # dead (the same client as ``redis`` when it is embedded or given).
+    control_redis: Redis
 
 
 RESOURCES = web.AppKey("resources", Resources)

@@ -65,8 +65,10 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         if stale:
             log.warning("closed connections of this worker's previous life", extra={"count": stale})
     yield
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(redis.aclose(), timeout=5)
+    control = app[RESOURCES].control_redis
+    for client in (redis,) if control is redis else (redis, control):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.aclose(), timeout=5)
 
 
 async def message_queue_context(app: web.Application) -> AsyncIterator[None]:
