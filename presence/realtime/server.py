@@ -59,11 +59,6 @@ log = logging.getLogger(__name__)
 
 # Packets waiting for one socket; a live client drains them in milliseconds.
 MAX_QUEUED_PACKETS = 512
-# Admissions (rooms, registry, announcement, snapshot: about ten Redis round trips each) under
-# way at once; the others wait their turn. Unbounded, a storm of 3 000 reconnections ran 3 000
-# at once: they emptied the Redis pool, and the worker's own beats and lease renewals starved
-# until the cluster took it for dead.
-ADMISSIONS_AT_ONCE = 32
 SLOW_CONSUMER_CHECK_S = 1.0
 
 
@@ -119,7 +114,6 @@ class RealtimeServer:
         self.sio.eio.on_bad_frame = lambda: self._bad_packet("engineio")
         self._local: dict[str, LocalConnection] = {}
         self._admitting = 0
-        self._admissions = asyncio.Semaphore(ADMISSIONS_AT_ONCE)
         self._admission = Admission(
             sio=self.sio,
             metrics=metrics,
@@ -221,10 +215,7 @@ class RealtimeServer:
     async def _welcome(self, sid: str, connection: LocalConnection, principal: Principal) -> None:
         # Runs once the CONNECT packet is out: events reach the socket only after it.
         await asyncio.sleep(0)
-        async with self._admissions:
-            if connection.closed:  # gone while it waited: nothing to admit
-                return
-            await self._admission.admit_and_greet(sid, connection, principal)
+        await self._admission.admit_and_greet(sid, connection, principal)
 
     async def _late_authenticate(
         self, sid: str, connection: LocalConnection, args: tuple[Any, ...]
@@ -242,8 +233,7 @@ class RealtimeServer:
             return
         if connection.deadline is not None:
             connection.deadline.cancel()
-        async with self._admissions:
-            await self._admission.admit_and_greet(sid, connection, principal)
+        await self._admission.admit_and_greet(sid, connection, principal)
 
     async def _expire_unauthenticated(self, sid: str) -> None:
         await asyncio.sleep(self._settings.auth_deadline_s)
