@@ -4,51 +4,13 @@ once emptied the Redis pool), and the worker's liveness beat never waits for tha
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from presence.clients import POOL_SIZE
-from presence.realtime import server
-from presence.realtime.admission import Admission
 from tests.conftest import ClusterFactory
-from tests.support.sio import Listener
-
-BOUND = 3
-
-
-async def test_a_storm_is_admitted_a_bounded_number_at_a_time(
-    make_cluster: ClusterFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(server, "ADMISSIONS_AT_ONCE", BOUND)
-    running = peak = 0
-    admit = Admission.admit_and_greet
-
-    async def counted(self: Admission, *args: Any) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        try:
-            await admit(self, *args)
-        finally:
-            running -= 1
-
-    monkeypatch.setattr(Admission, "admit_and_greet", counted)
-    cluster = await make_cluster(1)
-    tokens = [(await cluster.register(f"storm{i}"))[0] for i in range(4 * BOUND)]
-    url = str(cluster[0].client.make_url("/"))
-    tabs = [Listener(f"tab{i}") for i in range(len(tokens))]
-    await asyncio.gather(
-        *(tab.connect(url, auth={"token": token}) for tab, token in zip(tabs, tokens, strict=True))
-    )
-    await asyncio.gather(*(tab.wait_for("presence:snapshot") for tab in tabs))
-    assert peak == BOUND  # the storm reached the bound, and never passed it
-    assert (await cluster[0].c.presence.online_counts()).users == len(tokens)
-    for tab in tabs:
-        await tab.close()
 
 
 async def test_the_worker_beats_while_its_pool_is_taken(make_cluster: ClusterFactory) -> None:
