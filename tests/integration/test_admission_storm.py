@@ -1,6 +1,5 @@
-"""Storms: connections are admitted a bounded number at a time (every socket still gets its
-snapshot, never more admissions run together than the bound: unbounded, 3 000 reconnections at
-once emptied the Redis pool), and the worker's liveness beat never waits for that pool."""
+"""Storms: a storm of connections can take every connection of the main Redis pool, and the
+worker's liveness beat never waits for that pool."""
 
 from __future__ import annotations
 
