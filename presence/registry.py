@@ -304,24 +304,25 @@ class ConnectionRegistry:
         return taken
 
     def _by_bucket(self, members: Sequence[str]) -> dict[Bucket, list[str]]:
+        return {
+            bucket: [members[i] for i in positions]
+            for bucket, positions in self._positions_by_bucket(members).items()
+        }
+
+    def _positions_by_bucket(self, members: Sequence[str]) -> dict[Bucket, list[int]]:
+        """The positions of each bucket's members (one bucket, all of them, when standalone)."""
         if self._keys.buckets == 1:
-            return {self._keys.bucket(""): list(members)} if members else {}
-        grouped: dict[Bucket, list[str]] = {}
-        for member in members:
-            grouped.setdefault(self._keys.bucket(member), []).append(member)
-        return grouped
+            return {self._keys.bucket(""): list(range(len(members)))} if members else {}
+        at: dict[Bucket, list[int]] = {}
+        for position, member in enumerate(members):
+            at.setdefault(self._keys.bucket(member), []).append(position)
+        return at
 
     async def live_states(self, subjects: Sequence[SubjectRef]) -> list[policy.LiveState]:
         """What Redis knows of each subject, in the order given: one script per bucket, all
         at once (one round trip in standalone mode, where there is one bucket)."""
         members = [s.member for s in subjects]
-        at: dict[Bucket, list[int]] = {}  # the positions of each bucket's members
-        if self._keys.buckets == 1:
-            if members:
-                at[self._keys.bucket("")] = list(range(len(members)))
-        else:
-            for position, member in enumerate(members):
-                at.setdefault(self._keys.bucket(member), []).append(position)
+        at = self._positions_by_bucket(members)
         # Side by side, one call per bucket (a cluster pipeline cannot carry scripts).
         replies = await asyncio.gather(
             *(
