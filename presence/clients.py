@@ -14,13 +14,21 @@ policy:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from presence.redis_url import RedisConfig, RedisMode, parse_redis_url
 
@@ -42,6 +50,43 @@ POOL_WAIT_S = 2.0
 _CLUSTER_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6)
 
 
+class _WriteOnClosedIsConnectionError(AbstractConnection):
+    """A write on a connection that another task has just closed (a failover tears the pool
+    down while a command or a reconnect's handshake is on its way) is a ``ConnectionError``,
+    which every retry policy and caller handles. redis-py 8.1 lets it out as the transport's
+    ``AttributeError`` or ``TypeError`` instead (redis-py #4287, fixed after 8.1.0); the
+    connection's state, not the exception's text, says which case it is."""
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            raise RedisConnectionError("connection closed while a command was being written")
+        await super()._send_packed_command(command)
+
+
+class _Connection(_WriteOnClosedIsConnectionError, Connection):
+    pass
+
+
+class _SSLConnection(_WriteOnClosedIsConnectionError, SSLConnection):
+    pass
+
+
+class _UnixConnection(_WriteOnClosedIsConnectionError, UnixDomainSocketConnection):
+    pass
+
+
+class _SentinelConnection(_WriteOnClosedIsConnectionError, SentinelManagedConnection):
+    pass
+
+
+_STANDALONE_CONNECTIONS: dict[str, type[AbstractConnection]] = {
+    "redis": _Connection,
+    "rediss": _SSLConnection,
+    "unix": _UnixConnection,
+}
+
+
 class _SentinelMaster(Redis):
     """The master a Sentinel names, closing the connections to the sentinels with its own."""
 
@@ -58,7 +103,12 @@ def redis_client(config: RedisConfig) -> Redis:
     listener each get one."""
     if config.mode is RedisMode.STANDALONE:
         pool = BlockingConnectionPool.from_url(
-            config.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, retry=_RETRY, **_TIMEOUTS
+            config.url,
+            connection_class=_STANDALONE_CONNECTIONS[config.url.partition("://")[0].lower()],
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_S,
+            retry=_RETRY,
+            **_TIMEOUTS,
         )
         return Redis.from_pool(pool)
     if config.mode is RedisMode.SENTINEL:
@@ -72,8 +122,14 @@ def redis_client(config: RedisConfig) -> Redis:
             **_TIMEOUTS,
         )
         assert config.service is not None
-        master: _SentinelMaster = sentinel.master_for(config.service, redis_class=_SentinelMaster)
+        master: _SentinelMaster = sentinel.master_for(
+            config.service,
+            redis_class=_SentinelMaster,
+            connection_class=_SentinelConnection,
+        )
         master.sentinels = list(sentinel.sentinels)
+        for asked in master.sentinels:  # their clients take no connection class; connected lazily
+            asked.connection_pool.connection_class = _Connection
         return master
     cluster = RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in config.nodes],
@@ -83,6 +139,11 @@ def redis_client(config: RedisConfig) -> Redis:
         password=config.password,
         **_TIMEOUTS,
     )
+    # RedisCluster takes no connection class: every node it creates (the seeds now, the
+    # discovered ones at its first command) is made from these shared keyword arguments.
+    cluster.nodes_manager.connection_kwargs["connection_class"] = _Connection
+    for node in cluster.nodes_manager.startup_nodes.values():
+        node.connection_class = _Connection
     # The cluster client speaks the same commands for every key presence uses (each script
     # and pipeline stays within one slot); it is typed as one client throughout.
     return cast(Redis, cluster)
