@@ -93,13 +93,9 @@ class ClusterCounters:
         if not self._deltas:
             return
         pending, self._deltas = self._deltas, {}
-        args: list[str | int] = []
-        for at_ms, row in pending.items():
-            for name, amount in zip(FIELDS, row, strict=True):
-                if amount:
-                    args += [at_ms, name, amount]
+        rows = "".join(f"{at_ms} {r[0]} {r[1]} {r[2]} {r[3]}\n" for at_ms, r in pending.items())
         try:
-            await self._add(keys=[self._keys.counters], args=args)
+            await self._add(keys=[self._keys.counters], args=[rows, *FIELDS])
         except RedisError:
             self._metrics.redis_errors.labels(operation="counters").inc()
             for at_ms, row in pending.items():
