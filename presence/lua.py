@@ -307,6 +307,32 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[2]), ARGV[3])
 return known
 """
 
+# A worker's graceful exit: no longer counted alive, at once.
+# KEYS[1] worker key  KEYS[2] workers   ARGV[1] worker id
+WORKER_LEAVE = """
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# An admin's online: marked, and active at ARGV[2] unless it was active later.
+# KEYS[1] last activity  KEYS[2] online   ARGV[1] member  ARGV[2] now ms
+MARK_ONLINE = """
+redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# An admin's offline: unmarked, out of any grace period and of away. Returns the last activity
+# (epoch ms, as stored) or false, which becomes its lastSeen.
+# KEYS[1] online  KEYS[2] pending offline  KEYS[3] away  KEYS[4] last activity  ARGV[1] member
+MARK_OFFLINE = """
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return redis.call('ZSCORE', KEYS[4], ARGV[1])
+"""
+
 # Add one worker's counter deltas, each row stamped with the millisecond of the activity it
 # counts, keeping only those at or after the last reset: nothing from before a reset leaks into the
 # fresh counters, nothing after it is lost, whichever worker reset and whenever the others flush.
@@ -397,6 +423,9 @@ SCRIPTS = (
     RENEW_LEASE,
     RELEASE_IF_HELD,
     WORKER_BEAT,
+    WORKER_LEAVE,
+    MARK_ONLINE,
+    MARK_OFFLINE,
     ADD_COUNTERS,
     RESET_COUNTERS,
     COUNT_FAILURE,

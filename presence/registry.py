@@ -34,9 +34,12 @@ from presence.lua import (
     DISCONNECT,
     FINISH_OFFLINE,
     LIVE_STATES,
+    MARK_OFFLINE,
+    MARK_ONLINE,
     SETTLE_WRITTEN,
     TAKE_QUIET_OFFLINE,
     WORKER_BEAT,
+    WORKER_LEAVE,
 )
 from presence.metrics import Metrics
 from presence.routes import RoomRoutes
@@ -64,6 +67,7 @@ class WorkerRegistry:
         self.incarnation = uuid.uuid4().hex
         self._ttl_ms = milliseconds(ttl_s)
         self._beat = redis.register_script(WORKER_BEAT)
+        self._leave = redis.register_script(WORKER_LEAVE)
         self._routes = routes  # a dead worker's message routes go with its connections
         self.on_forgotten: list[Callable[[], Awaitable[None]]] = []
 
@@ -107,10 +111,9 @@ class WorkerRegistry:
 
     async def leave(self) -> None:
         """Graceful exit: stop counting as alive at once."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self._keys.worker(self.worker_id))
-        pipe.zrem(self._keys.workers, self.worker_id)
-        await pipe.execute()
+        await self._leave(
+            keys=[self._keys.worker(self.worker_id), self._keys.workers], args=[self.worker_id]
+        )
 
     async def run(self) -> None:
         interval = self._ttl_ms / 3000
@@ -159,6 +162,8 @@ class ConnectionRegistry:
         self._settle = redis.register_script(SETTLE_WRITTEN)
         self._live = redis.register_script(LIVE_STATES)
         self._count_online = redis.register_script(COUNT_ONLINE)
+        self._mark_online = redis.register_script(MARK_ONLINE)
+        self._mark_offline = redis.register_script(MARK_OFFLINE)
 
     async def connect(self, subject: SubjectRef, sid: str, now: float) -> bool:
         """Record the connection; True when it made the subject online."""
@@ -373,21 +378,18 @@ class ConnectionRegistry:
     async def mark_online(self, subject: SubjectRef, now: float) -> None:
         """Online by hand (an admin): marked, and active now."""
         bucket = self._keys.bucket(subject.member)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.zadd(bucket.last_activity, {subject.member: milliseconds(now)}, gt=True)
-        pipe.sadd(bucket.online, subject.member)
-        await pipe.execute()
+        await self._mark_online(
+            keys=[bucket.last_activity, bucket.online], args=[subject.member, milliseconds(now)]
+        )
 
     async def mark_offline(self, subject: SubjectRef) -> float | None:
         """Offline by hand (an admin): unmarked, out of any grace period. Returns its last
         activity (epoch seconds), which becomes its ``lastSeen``."""
         bucket = self._keys.bucket(subject.member)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.srem(bucket.online, subject.member)
-        pipe.zrem(bucket.pending_offline, subject.member)
-        pipe.srem(bucket.away, subject.member)
-        pipe.zscore(bucket.last_activity, subject.member)
-        *_, last_ms = await pipe.execute()
+        last_ms = await self._mark_offline(
+            keys=[bucket.online, bucket.pending_offline, bucket.away, bucket.last_activity],
+            args=[subject.member],
+        )
         return None if last_ms is None else float(last_ms) / 1000
 
     async def raise_last_seen(self, subject: SubjectRef, at: float) -> None:
