@@ -71,11 +71,16 @@ done
 if command -v mongod >/dev/null 2>&1; then
   exit 0
 fi
-if [ -x "$CACHE/bin/ferretdb" ] && [ "$(cat "$CACHE/bin/ferretdb.version" 2>/dev/null)" = "$FERRETDB_VERSION" ]; then
+# FerretDB writes back whole documents, so two overlapping updates of one document lose one
+# change (MongoDB applies both); the patch serialises the updates of each document, making the
+# test database as atomic per document as the production one. The cached build names both.
+PATCH=devstack/ferretdb-atomic-updates.patch
+BUILD="$FERRETDB_VERSION+$(sha256sum "$PATCH" | cut -c1-16)"
+if [ -x "$CACHE/bin/ferretdb" ] && [ "$(cat "$CACHE/bin/ferretdb.version" 2>/dev/null)" = "$BUILD" ]; then
   exit 0
 fi
 command -v go >/dev/null 2>&1 || { echo "test-services: neither mongod nor go is available" >&2; exit 1; }
-echo "test-services: building FerretDB $FERRETDB_VERSION (once; cached in .cache/)" >&2
+echo "test-services: building FerretDB $BUILD (once; cached in .cache/)" >&2
 export GOPATH="$CACHE/go" GOFLAGS=-modcacherw
 src_dir=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
@@ -83,9 +88,10 @@ work="$CACHE/ferretdb-src"
 rm -rf "$work"
 cp -r "$src_dir" "$work"
 chmod -R u+w "$work"
+(cd "$work" && git apply -p1 "$OLDPWD/$PATCH")
 # A module download has no git metadata; FerretDB reads its version from this file.
 echo "$FERRETDB_VERSION" > "$work/build/version/version.txt"
 mkdir -p "$CACHE/bin"
 (cd "$work" && go build -o "$CACHE/bin/ferretdb" ./cmd/ferretdb)
-echo "$FERRETDB_VERSION" > "$CACHE/bin/ferretdb.version"
+echo "$BUILD" > "$CACHE/bin/ferretdb.version"
 rm -rf "$work"

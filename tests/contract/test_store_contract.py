@@ -3,6 +3,7 @@ must behave the same for everything the service relies on."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -64,6 +65,29 @@ async def test_users_round_trip_with_case_folded_unique_email(store: Store) -> N
         await _user(store)
     assert await store.count_users() == 1
     assert await store.get_user("missing") is None
+
+
+async def test_overlapping_writes_of_one_subject_all_land(store: Store) -> None:
+    """A status set on one worker while another persists the subject's connection and a
+    third its activity: MongoDB applies every update of one document atomically, and the
+    service relies on it (a lost manual status would show an invisible user online)."""
+    for round_ in range(40):
+        subject = await _user(store, f"u{round_}")
+        at = T0 + timedelta(seconds=round_)
+        await asyncio.gather(
+            store.set_manual_status(subject, ManualChoice(ManualStatus.INVISIBLE)),
+            store.set_online_many([OnlineChange(subject, True, last_seen=at)]),
+            store.record_activity(subject, at, mark_online=True),
+            store.set_last_seen_privacy(subject.id, LastSeenPrivacy.HIDDEN),
+        )
+        stored = (await store.get_presence([subject]))[subject]
+        assert (
+            stored.manual_status,
+            stored.is_online,
+            stored.last_seen,
+            stored.last_active_at,
+            stored.privacy,
+        ) == (ManualStatus.INVISIBLE, True, at, at, LastSeenPrivacy.HIDDEN)
 
 
 async def test_indexes_can_be_created_again(store: Store) -> None:
