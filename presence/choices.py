@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -192,18 +193,32 @@ class Choices:
             self.metrics.redis_errors.labels(operation="status_schedule").inc()
         return record
 
-    async def user_activity(self, subject: SubjectRef) -> None:
-        """Activity of the person behind the subject (not of its transport)."""
-        await self.presence.activity(subject)
+    def user_activity(self, subject: SubjectRef) -> Coroutine[Any, Any, None] | None:
+        """Activity of the person behind the subject (not of its transport). Done at once, and
+        None, in the common case (this worker holds the subject's open window and wrote its
+        input lately): a busy subject's request awaits nothing for it. Otherwise what is left
+        to do, for the caller to await."""
+        counted = self.presence.tracker.hit(subject)
+        if counted and self._input_noted(subject):
+            return None
+        return self._rest_of_activity(subject, counted=counted)
+
+    async def _rest_of_activity(self, subject: SubjectRef, *, counted: bool) -> None:
+        if not counted:
+            await self.presence.activity(subject)
         await self.record_input(subject)
 
-    async def record_input(self, subject: SubjectRef, *, always: bool = False) -> None:
+    def _input_noted(self, subject: SubjectRef) -> bool:
+        """Whether this worker wrote the subject's input recently enough (or keeps none)."""
         if self.settings.idle_away_s <= 0:
+            return True
+        written = self._written.get(subject)
+        return written is not None and self.clock.monotonic() - written < self.input_every_s
+
+    async def record_input(self, subject: SubjectRef, *, always: bool = False) -> None:
+        if self.settings.idle_away_s <= 0 or (not always and self._input_noted(subject)):
             return
         mono = self.clock.monotonic()
-        written = self._written.get(subject)
-        if not always and written is not None and mono - written < self.input_every_s:
-            return
         # Taken before the round trip: concurrent requests of one subject write once.
         self._written[subject] = mono
         try:

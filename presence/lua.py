@@ -333,6 +333,25 @@ redis.call('SREM', KEYS[3], ARGV[1])
 return redis.call('ZSCORE', KEYS[4], ARGV[1])
 """
 
+# Raise members' last activity (a score only moves forward; a new member is added). The pairs
+# come packed in one argument, as the counters' rows do: a worker pushes every busy subject's
+# activity a few times a second, and encoding two arguments per member cost it more than Redis
+# takes to apply them. ZADD takes them a thousand arguments at a time (Lua's stack is bounded).
+# KEYS[1] last activity   ARGV[1] rows "ms member\n…"
+RAISE_LAST_ACTIVITY = """
+local args = {}
+for ms, member in string.gmatch(ARGV[1], '(%d+) ([^\\n]+)') do
+  args[#args + 1] = ms
+  args[#args + 1] = member
+  if #args >= 1000 then
+    redis.call('ZADD', KEYS[1], 'GT', unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then redis.call('ZADD', KEYS[1], 'GT', unpack(args)) end
+return 1
+"""
+
 # Add one worker's counter deltas, each row stamped with the millisecond of the activity it
 # counts, keeping only those at or after the last reset: nothing from before a reset leaks into the
 # fresh counters, nothing after it is lost, whichever worker reset and whenever the others flush.
@@ -426,6 +445,7 @@ SCRIPTS = (
     WORKER_LEAVE,
     MARK_ONLINE,
     MARK_OFFLINE,
+    RAISE_LAST_ACTIVITY,
     ADD_COUNTERS,
     RESET_COUNTERS,
     COUNT_FAILURE,

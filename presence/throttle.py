@@ -109,17 +109,29 @@ class ActivityTracker:
     def cache_size(self) -> int:
         return len(self._cache)
 
+    def hit(self, subject: SubjectRef) -> bool:
+        """The hot path, without a single await: True when this worker holds the subject's
+        open window and has counted the activity inside it; False when the activity needs
+        :meth:`record`. Every request of a busy subject lands here, so it is kept to a few
+        dictionary operations; Prometheus sees these counts at the next flush or scrape."""
+        window = self._cache.get(subject)
+        if window is None:
+            return False
+        mono = self.clock.monotonic()
+        if not policy.window_covers(window.ends, mono):
+            return False
+        counts = self._local_counts[subject.kind]
+        counts.calls += 1
+        self._hit(window, self.clock.now(), mono, counts)
+        return True
+
     async def record(self, subject: SubjectRef) -> ActivityOutcome:
+        if self.hit(subject):
+            return _NOTHING_CHANGED
         now = self.clock.now()
         mono = self.clock.monotonic()
         counts = self._local_counts[subject.kind]
         counts.calls += 1
-
-        # The hot path: every request of a busy subject lands here, so it is kept to a few
-        # dictionary operations; Prometheus sees these counts at the next flush or scrape.
-        window = self._cache.get(subject)
-        if window is not None and policy.window_covers(window.ends, mono):
-            return self._hit(window, now, mono, counts)
 
         inflight = self._inflight.get(subject)
         if inflight is not None:

@@ -6,6 +6,7 @@ claim touches and what the script's answer means.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from presence.config import Settings
 from presence.domain import SubjectRef, milliseconds
 from presence.keys import Keys
-from presence.lua import ACTIVITY, SHORTEN_WINDOW
+from presence.lua import ACTIVITY, RAISE_LAST_ACTIVITY, SHORTEN_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class ThrottleWindows:
         self._threshold_ms = milliseconds(offline_threshold_s)
         self._activity = redis.register_script(ACTIVITY)
         self._shorten = redis.register_script(SHORTEN_WINDOW)
+        self._raise_last = redis.register_script(RAISE_LAST_ACTIVITY)
 
     @classmethod
     def from_settings(cls, redis: Redis, keys: Keys, settings: Settings) -> ThrottleWindows:
@@ -72,15 +74,16 @@ class ThrottleWindows:
         )
 
     async def raise_last_activity(self, last: dict[str, float]) -> None:
-        """Members' latest activity (epoch seconds); a score only ever moves forward."""
-        by_bucket: dict[str, dict[str, int]] = {}
+        """Members' latest activity (epoch seconds); a score only ever moves forward. One
+        script per bucket, side by side (a cluster pipeline cannot carry scripts), each given
+        its members packed in one argument."""
+        rows: dict[str, list[str]] = {}
         for member, at in last.items():
             key = self._keys.bucket(member).last_activity
-            by_bucket.setdefault(key, {})[member] = milliseconds(at)
-        pipe = self._redis.pipeline(transaction=False)
-        for key, scores in by_bucket.items():
-            pipe.zadd(key, scores, gt=True)
-        await pipe.execute()
+            rows.setdefault(key, []).append(f"{milliseconds(at)} {member}\n")
+        await asyncio.gather(
+            *(self._raise_last(keys=[key], args=["".join(lines)]) for key, lines in rows.items())
+        )
 
     async def forget_ended(self, now: float) -> None:
         """Drop the record of windows that ended (their keys expired by themselves)."""

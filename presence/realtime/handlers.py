@@ -57,7 +57,8 @@ class EventHandlers:
         await self.table[event](sid, principal, payload)
 
     async def presence_set(self, sid: str, principal: Principal, payload: PresenceSet) -> None:
-        await self.choices.user_activity(principal.subject)
+        if (rest := self.choices.user_activity(principal.subject)) is not None:
+            await rest
         await self.choices.set_status(
             principal.subject, payload.status, payload.text, payload.until
         )
@@ -65,7 +66,8 @@ class EventHandlers:
     async def conversation_join(
         self, sid: str, principal: Principal, payload: ConversationJoin
     ) -> None:
-        await self.choices.user_activity(principal.subject)
+        if (rest := self.choices.user_activity(principal.subject)) is not None:
+            await rest
         conversation = await self.conversations.visible_to(principal, payload.conversation_id)
         await self.sio.enter_room(sid, conversation_room(conversation.id))
         if self.rooms.is_large(conversation):
@@ -85,7 +87,8 @@ class EventHandlers:
     async def activity(self, sid: str, principal: Principal, payload: Activity) -> None:
         """The person is there (typing, clicking): user activity, through the same throttle
         as any other; no reply."""
-        await self.choices.user_activity(principal.subject)
+        if (rest := self.choices.user_activity(principal.subject)) is not None:
+            await rest
 
     async def subscribe(self, sid: str, principal: Principal, payload: Subscribe) -> None:
         if len(payload.ids) > MAX_SUBSCRIBED:

@@ -226,3 +226,33 @@ async def test_cache_cleanup_drops_entries_older_than_the_max_age() -> None:
     assert r.tracker.cache_size == 0
     await r.tracker.drain()
     await r.redis.aclose()
+
+
+async def test_last_activity_of_many_members_only_moves_forward() -> None:
+    """More members than one ZADD of the script takes (a thousand arguments): every one is
+    raised, none is lowered, a new one is added."""
+    redis = fakeredis.FakeAsyncRedis()
+    keys = Keys("t:")
+    windows = ThrottleWindows(redis, keys, interval_s=60, offline_threshold_s=300)
+    members = [f"u:{i:04d}" for i in range(1200)]
+    await windows.raise_last_activity({m: 1_000.0 for m in members})
+    await windows.raise_last_activity(
+        {m: (999.0 if i % 2 else 1_001.0) for i, m in enumerate(members)} | {"u:new": 5.0}
+    )
+    key = keys.bucket("").last_activity
+    scores = {m: await redis.zscore(key, m) for m in [*members, "u:new"]}
+    assert await redis.zcard(key) == 1201
+    assert scores["u:new"] == 5_000
+    assert all(scores[m] == (1_000_000 if i % 2 else 1_001_000) for i, m in enumerate(members))
+
+
+async def test_an_activity_inside_a_known_window_is_counted_without_awaiting(rig: Rig) -> None:
+    assert not rig.tracker.hit(rig.subject)  # no window known yet: the caller asks Redis
+    await rig.tracker.record(rig.subject)
+    assert all(rig.tracker.hit(rig.subject) for _ in range(5))
+    rig.advance(0.31)  # the window ended: Redis decides again
+    assert not rig.tracker.hit(rig.subject)
+    await rig.tracker.drain()
+    snapshot = await rig.counters.flush_and_read(0)
+    # The refused hits counted nothing: the activity they stood for is counted by record().
+    assert (snapshot.total_requests, snapshot.throttled_requests) == (6, 5)
