@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -161,6 +162,10 @@ class ConnectionRegistry:
         self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
         self._settle = redis.register_script(SETTLE_WRITTEN)
         self._live = redis.register_script(LIVE_STATES)
+        # Redis's answer for a member, as read, to the state it means: a member's fields
+        # change far less often than a room is read, and a state built once is also compared
+        # by identity in the worker's record memo.
+        self._parsed: dict[tuple[Any, ...], policy.LiveState] = {}
         self._count_online = redis.register_script(COUNT_ONLINE)
         self._mark_online = redis.register_script(MARK_ONLINE)
         self._mark_offline = redis.register_script(MARK_OFFLINE)
@@ -346,21 +351,18 @@ class ConnectionRegistry:
             )
         )
         states: list[policy.LiveState] = [_NOTHING_KNOWN] * len(members)
+        parsed = self._parsed
         for positions, flat in zip(at.values(), replies, strict=True):
             fields = iter(flat)
             # Seven fields per member, in the script's order.
-            for position, (mark, last, closed, seen, generation, connections, away) in zip(
-                positions, zip(*[fields] * 7, strict=True), strict=True
-            ):
-                states[position] = policy.LiveState(
-                    bool(mark),
-                    None if last is None else float(last) / 1000,
-                    int(connections or 0),
-                    closed is not None,
-                    None if seen is None else float(seen) / 1000,
-                    0 if generation is None else int(generation),
-                    bool(away),
-                )
+            for position, raw in zip(positions, zip(*[fields] * 7, strict=True), strict=True):
+                state = parsed.get(raw)
+                if state is None:
+                    state = _parse_live(raw)
+                    if len(parsed) >= _PARSED_KEPT:
+                        parsed.clear()
+                    parsed[raw] = state
+                states[position] = state
         return states
 
     async def count_online(self, now: float) -> dict[SubjectKind, int]:
@@ -399,6 +401,21 @@ class ConnectionRegistry:
 
 
 _NOTHING_KNOWN = policy.LiveState(marked_online=False, last_activity=None)
+# Parsed answers kept before starting afresh (a few hundred bytes each).
+_PARSED_KEPT = 20_000
+
+
+def _parse_live(raw: tuple[Any, ...]) -> policy.LiveState:
+    mark, last, closed, seen, generation, connections, away = raw
+    return policy.LiveState(
+        bool(mark),
+        None if last is None else float(last) / 1000,
+        int(connections or 0),
+        closed is not None,
+        None if seen is None else float(seen) / 1000,
+        0 if generation is None else int(generation),
+        bool(away),
+    )
 
 
 def _lines(members: list[str]) -> str:
