@@ -120,9 +120,7 @@ class ActivityTracker:
         mono = self.clock.monotonic()
         if not policy.window_covers(window.ends, mono):
             return False
-        counts = self._local_counts[subject.kind]
-        counts.calls += 1
-        self._hit(window, self.clock.now(), mono, counts)
+        self._hit(window, self.clock.now(), mono, self._local_counts[subject.kind])
         return True
 
     async def record(self, subject: SubjectRef) -> ActivityOutcome:
@@ -131,7 +129,6 @@ class ActivityTracker:
         now = self.clock.now()
         mono = self.clock.monotonic()
         counts = self._local_counts[subject.kind]
-        counts.calls += 1
 
         inflight = self._inflight.get(subject)
         if inflight is not None:
@@ -140,7 +137,11 @@ class ActivityTracker:
             await asyncio.wait([inflight])
             window = self._cache.get(subject)
             if window is not None and policy.window_covers(window.ends, self.clock.monotonic()):
+                # A request that came meanwhile may have noted a later moment already.
+                now = max(now, self._pending_last.get(window.member, 0.0))
                 return self._hit(window, now, mono, counts)
+
+        counts.calls += 1
 
         asked = asyncio.get_running_loop().create_future()
         self._inflight[subject] = asked
@@ -154,12 +155,11 @@ class ActivityTracker:
         self, window: _Window, now: float, mono: float, counts: _LocalCounts
     ) -> ActivityOutcome:
         window.last_used = mono
-        member = window.member
-        pending = self._pending_last
-        pending[member] = max(now, pending.get(member, 0.0))
+        # The latest moment wins (the hot path's moments only move forward; Redis keeps the
+        # greatest in any case).
+        self._pending_last[window.member] = now
         self.counters.add_throttled(now)
-        counts.throttled += 1
-        counts.cache_hits += 1
+        counts.cache_hits += 1  # a call, and a throttled one: all three counted at publishing
         return _NOTHING_CHANGED
 
     async def _ask_redis(
@@ -243,12 +243,13 @@ class ActivityTracker:
     def publish_metrics(self) -> None:
         """Move the hot path's plain counts into the Prometheus counters."""
         for kind, counts in self._local_counts.items():
-            if counts.calls:
-                self.metrics.activity_calls.labels(kind=kind.value).inc(counts.calls)
-            if counts.throttled:
-                self.metrics.throttled_calls.labels(kind=kind.value).inc(counts.throttled)
-            if counts.cache_hits:
-                self.metrics.local_cache_hits.inc(counts.cache_hits)
+            hits = counts.cache_hits  # each one a call, and a throttled one
+            if counts.calls + hits:
+                self.metrics.activity_calls.labels(kind=kind.value).inc(counts.calls + hits)
+            if counts.throttled + hits:
+                self.metrics.throttled_calls.labels(kind=kind.value).inc(counts.throttled + hits)
+            if hits:
+                self.metrics.local_cache_hits.inc(hits)
             # Reset in place: a call waiting on Redis still holds this object.
             counts.calls = counts.throttled = counts.cache_hits = 0
         self.metrics.throttle_cache_size.set(len(self._cache))
