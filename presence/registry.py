@@ -162,10 +162,11 @@ class ConnectionRegistry:
         self._take_quiet = redis.register_script(TAKE_QUIET_OFFLINE)
         self._settle = redis.register_script(SETTLE_WRITTEN)
         self._live = redis.register_script(LIVE_STATES)
-        # Redis's answer for a member, as read, to the state it means: a member's fields
-        # change far less often than a room is read, and a state built once is also compared
-        # by identity in the worker's record memo.
-        self._parsed: dict[tuple[Any, ...], policy.LiveState] = {}
+        # Each member's last answer from Redis, as read, with the state it means: a member's
+        # fields change far less often than a room is read, and a state built once is also
+        # compared by identity in the worker's record memo. One entry per member, replaced
+        # when its answer changes (never one per answer: connections would grow it).
+        self._parsed: dict[str, tuple[tuple[Any, ...], policy.LiveState]] = {}
         self._count_online = redis.register_script(COUNT_ONLINE)
         self._mark_online = redis.register_script(MARK_ONLINE)
         self._mark_offline = redis.register_script(MARK_OFFLINE)
@@ -356,12 +357,15 @@ class ConnectionRegistry:
             fields = iter(flat)
             # Seven fields per member, in the script's order.
             for position, raw in zip(positions, zip(*[fields] * 7, strict=True), strict=True):
-                state = parsed.get(raw)
-                if state is None:
-                    state = _parse_live(raw)
-                    if len(parsed) >= _PARSED_KEPT:
-                        parsed.clear()
-                    parsed[raw] = state
+                member = members[position]
+                kept = parsed.get(member)
+                if kept is not None and kept[0] == raw:
+                    states[position] = kept[1]
+                    continue
+                state = _parse_live(raw)
+                if kept is None and len(parsed) >= _PARSED_KEPT:
+                    parsed.clear()
+                parsed[member] = (raw, state)
                 states[position] = state
         return states
 
@@ -401,7 +405,7 @@ class ConnectionRegistry:
 
 
 _NOTHING_KNOWN = policy.LiveState(marked_online=False, last_activity=None)
-# Parsed answers kept before starting afresh (a few hundred bytes each).
+# Members whose parsed answer is kept before starting afresh (a few hundred bytes each).
 _PARSED_KEPT = 20_000
 
 
