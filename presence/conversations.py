@@ -18,8 +18,6 @@ from presence.profiles import Profiles
 from presence.store.base import ConversationRecord, ShareLinkRecord, Store
 
 MAX_MEMBERS = 1000
-# Member lists kept before starting afresh.
-MEMBER_LISTS_KEPT = 10_000
 
 
 class Conversations:
@@ -32,11 +30,6 @@ class Conversations:
         # Above this many members a conversation is large (presence.rooms): its members'
         # presence is asked for, never pushed or listed whole.
         self.fanout_limit = fanout_limit
-        # The member list built from a conversation's cached copy, kept while the copy is the
-        # same object (a room read a thousand times does not build its refs a thousand times).
-        self._member_lists: dict[
-            str, tuple[ConversationRecord, Sequence[str], tuple[SubjectRef, ...]]
-        ] = {}
 
     def is_large(self, conversation: ConversationRecord) -> bool:
         return len(conversation.member_ids) > self.fanout_limit
@@ -88,7 +81,7 @@ class Conversations:
                 raise Forbidden("not a member of this conversation", "not_member")
         elif viewer.subject.id not in conversation.member_ids:
             raise Forbidden("not a member of this conversation", "not_member")
-        return conversation, self._members(conversation, guests)
+        return conversation, _members(conversation, guests)
 
     async def guest_count(self, conversation: ConversationRecord) -> int:
         return len((await self._profiles.guests_of([conversation.id]))[conversation.id])
@@ -96,19 +89,7 @@ class Conversations:
     async def members(self, conversation: ConversationRecord) -> list[SubjectRef]:
         """Registered members, then the conversation's active anonymous participants."""
         guests = (await self._profiles.guests_of([conversation.id]))[conversation.id]
-        return self._members(conversation, guests)
-
-    def _members(
-        self, conversation: ConversationRecord, guest_ids: Sequence[str]
-    ) -> list[SubjectRef]:
-        kept = self._member_lists.get(conversation.id)
-        if kept is not None and kept[0] is conversation and kept[1] is guest_ids:
-            return list(kept[2])
-        members = _members(conversation, guest_ids)
-        if len(self._member_lists) >= MEMBER_LISTS_KEPT:
-            self._member_lists.clear()
-        self._member_lists[conversation.id] = (conversation, guest_ids, tuple(members))
-        return members
+        return _members(conversation, guests)
 
     async def create_share_link(
         self, creator: Principal, conversation_id: str, expires_in_s: float | None

@@ -37,7 +37,10 @@ async def caller(request: web.Request) -> Principal:
         c.metrics.auth_failures.labels(reason=exc.reason).inc()
         code = "auth_required" if exc.reason == "missing" else exc.reason
         raise Unauthorized(exc.message, code) from None
-    if c.settings.track_requests and (rest := c.choices.user_activity(principal.subject)):
+    if (
+        c.settings.track_requests
+        and (rest := c.choices.user_activity(principal.subject)) is not None
+    ):
         await rest
     request[PRINCIPAL] = principal
     return principal
