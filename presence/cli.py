@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from presence import collector
 from presence.accounts import Accounts
 from presence.api.context import COMPONENTS
 from presence.app import create_app
@@ -139,9 +140,11 @@ async def _service_token_command(args: argparse.Namespace, tokens: ServiceTokens
 
 def _serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format, settings.worker_id)
+    collector.tune()
     app = create_app(settings)
     if settings.embedded:
         app.on_startup.append(_demo_accounts)
+    app.on_startup.append(_freeze_startup_heap)  # last: after every component has started
     # Sockets are closed at the start of shutdown; a held long-poll must not delay exit for long.
     web.run_app(
         app,
@@ -152,6 +155,10 @@ def _serve(settings: Settings) -> int:
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
     )
     return 0
+
+
+async def _freeze_startup_heap(app: web.Application) -> None:
+    collector.freeze_startup_heap()
 
 
 async def _demo_accounts(app: web.Application) -> None:
