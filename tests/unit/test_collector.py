@@ -21,7 +21,6 @@ def restored() -> Iterator[None]:
 def test_young_collections_wait_for_thousands_of_allocations(restored: None) -> None:
     collector.tune()
     assert gc.get_threshold() == collector.THRESHOLDS
-    assert gc.get_threshold()[0] >= 10 * 700  # CPython's default young threshold: 700
 
 
 def test_what_startup_made_is_out_of_the_collectors_reach(restored: None) -> None:
