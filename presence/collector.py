@@ -2,11 +2,10 @@
 
 CPython's defaults (a young collection every 700 net allocations of container objects, a full
 one after 100 of those) suit short scripts. A worker holds thousands of long-lived objects
-(sockets, tasks, cached profiles) that every older collection traverses again: in a worker
-started and sent a storm of 1 000 connects, collections took 1.46 s (the storm itself used ~10 s
-of CPU) at the defaults and
-0.20 s at these thresholds. Cycles (an exception's traceback, a closed socket's callbacks) are
-still collected, only less often.
+(sockets, tasks, cached profiles) that every older collection traverses again. In a worker
+started and sent a storm of 1 000 connects (which used ~10 s of CPU), collections took 1.46 s
+at the defaults and 0.20 s at these thresholds. Cycles (an exception's traceback, a closed
+socket's callbacks) are still collected, only less often.
 """
 
 from __future__ import annotations
